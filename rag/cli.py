@@ -1,0 +1,123 @@
+"""The ``spacesec`` command. Heavy imports happen inside each command, so ``--help`` is instant."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger("spacesec")
+
+
+def _settings(args: argparse.Namespace):
+    from rag.settings import Settings
+
+    overrides = {}
+    if getattr(args, "index_dir", None):
+        overrides["index_dir"] = Path(args.index_dir)
+    if getattr(args, "corpus_dir", None):
+        overrides["corpus_dir"] = Path(args.corpus_dir)
+    return Settings(**overrides)
+
+
+def _engine(args: argparse.Namespace):
+    import rag
+
+    return rag.load(_settings(args))
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from rag.embedding import Embedder
+    from rag.index_store import build_index
+
+    settings = _settings(args)
+    report = build_index(settings, Embedder(settings.embedder, settings.embed_batch_size),
+                         force=args.force, progress=not args.quiet)
+    state = "built" if report.rebuilt else "up to date"
+    print(f"Index {state}: {report.documents} documents, {report.chunks} passages "
+          f"({report.embedded} embedded) in {report.seconds:.1f} s [{report.fingerprint}]")
+    return 0
+
+
+def cmd_retrieve(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    docs = engine.retrieve(args.question, k=args.k, doc_ids=args.doc or None)
+    if args.json:
+        print(json.dumps([{"text": d.page_content, **d.metadata} for d in docs], indent=2, ensure_ascii=False))
+        return 0
+    for rank, doc in enumerate(docs, 1):
+        meta = doc.metadata
+        print(f"[{rank}] {meta['short_title']} ({meta['year']}), {meta['section']}  "
+              f"score {meta['score']:.3f}  {meta['chunk_id']}")
+        print("    " + doc.page_content.strip().replace("\n", "\n    ")[:600] + "\n")
+    return 0
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    from rag.embedding import Embedder
+    from rag.index_store import build_index
+    from rag.ingest import add_documents
+
+    settings = _settings(args)
+    embedder = Embedder(settings.embedder, settings.embed_batch_size)
+    added = add_documents([Path(p) for p in args.paths], settings,
+                          rebuild=lambda: build_index(settings, embedder, progress=not args.quiet),
+                          title=args.title, short_title=args.short_title, kind=args.kind,
+                          year=args.year, doc_id=args.id)
+    print(f"Added {len(added)} document(s): {', '.join(added)}; index rebuilt.")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spacesec", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("--index-dir", help="index folder (default: ./index)")
+    parser.add_argument("--corpus-dir", help="corpus folder (default: ./corpus)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    build = sub.add_parser("build", help="build the index (only what changed, unless --force)")
+    build.add_argument("--force", action="store_true", help="rebuild everything")
+    build.add_argument("--quiet", action="store_true", help="no progress bars")
+    build.set_defaults(func=cmd_build)
+
+    retrieve = sub.add_parser("retrieve", help="show the passages that best match a question")
+    retrieve.add_argument("question")
+    retrieve.add_argument("--k", type=int, default=5)
+    retrieve.add_argument("--doc", action="append", help="only this document id (repeatable)")
+    retrieve.add_argument("--json", action="store_true")
+    retrieve.set_defaults(func=cmd_retrieve)
+
+    add = sub.add_parser("add", help="add .md, .txt, .pdf or .html files to the corpus")
+    add.add_argument("paths", nargs="+")
+    add.add_argument("--title")
+    add.add_argument("--short-title")
+    add.add_argument("--kind")
+    add.add_argument("--year", type=int)
+    add.add_argument("--id", help="document id (default: from the file name)")
+    add.add_argument("--quiet", action="store_true")
+    add.set_defaults(func=cmd_add)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("faiss").setLevel(logging.WARNING)
+    try:
+        return args.func(args)
+    except ValueError as exc:  # bad input: a sentence for the user, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (RuntimeError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

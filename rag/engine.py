@@ -1,0 +1,100 @@
+"""The engine: the whole question-to-passages-to-answer path, top to bottom."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from langchain_core.documents import Document
+
+from rag.corpus import Corpus, load_corpus
+from rag.embedding import Embedder
+from rag.followup import standalone_query
+from rag.index_store import IndexError_, LoadedIndex, build_index, check_index, expected_identity, load_index
+from rag.instruments import Catalogue
+from rag.retrieval import Hit, HybridRetriever
+from rag.settings import Settings
+from rag.validation import InvalidQuestion, clean_history, clean_question
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Engine:
+    """Loaded once, shared by every caller; all methods are safe to call from many threads."""
+
+    settings: Settings
+    corpus: Corpus
+    index: LoadedIndex
+    retriever: HybridRetriever
+    catalogue: Catalogue
+
+    @classmethod
+    def load(cls, settings: Settings, rebuild: bool = True, embedder: Embedder | None = None) -> Engine:
+        """Open the index, rebuilding it first when missing, stale or damaged (if ``rebuild``).
+
+        ``embedder`` replaces the configured model (tests pass a small deterministic one).
+        """
+        corpus = load_corpus(settings.corpus_dir)
+        embedder = embedder or Embedder(settings.embedder, settings.embed_batch_size)
+        identity = expected_identity(corpus, settings)
+        problem = check_index(settings.index_dir, identity)
+        if problem:
+            if not rebuild:
+                raise IndexError_(f"{problem}; run 'spacesec build'.")
+            log.info("%s; building the index", problem)
+            build_index(settings, embedder)
+        try:
+            index = load_index(settings.index_dir, identity)
+        except (IndexError_, RuntimeError, OSError, ValueError) as exc:
+            if not rebuild:
+                raise
+            log.warning("index unreadable (%s); rebuilding", exc)
+            build_index(settings, embedder, force=True)
+            index = load_index(settings.index_dir, identity)
+        retriever = HybridRetriever(index.chunks, index.vectors, index.faiss_index, embedder, settings)
+        return cls(settings, corpus, index, retriever, Catalogue(corpus))
+
+    # -- retrieval ---------------------------------------------------------------------
+    def search(self, question: str, k: int | None = None, history: list | None = None,
+               doc_ids=None, kinds=None, years=None) -> list[Hit]:
+        """Validated question -> standalone query -> hybrid search -> hits, best first."""
+        question = clean_question(question, self.settings.max_question_chars)
+        k = self._check_k(k)
+        query = standalone_query(question, clean_history(history), self.catalogue, self.settings.history_turns)
+        cues = self.catalogue.cues(query)
+        allowed = self.retriever.allowed_mask(doc_ids, kinds, years)
+        return self.retriever.search(query, k, cues, allowed)
+
+    def retrieve(self, question: str, k: int | None = None, history: list | None = None,
+                 doc_ids=None, kinds=None, years=None) -> list[Document]:
+        """The ``k`` best passages as LangChain Documents (verbatim text, metadata with score)."""
+        hits = self.search(question, k, history, doc_ids, kinds, years)
+        return [to_document(hit) for hit in hits]
+
+    def as_retriever(self, k: int | None = None, **filters):
+        """A LangChain ``BaseRetriever`` over this engine."""
+        from rag.langchain_retriever import CorpusRetriever
+
+        return CorpusRetriever(engine=self, k=self._check_k(k), **filters)
+
+    def _check_k(self, k: int | None) -> int:
+        k = self.settings.top_k if k is None else k
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 100:
+            raise InvalidQuestion("k must be a whole number between 1 and 100.")
+        return k
+
+
+def to_document(hit: Hit) -> Document:
+    chunk = hit.chunk
+    return Document(
+        page_content=chunk.text,
+        id=chunk.chunk_id,
+        metadata={
+            "chunk_id": chunk.chunk_id, "doc_id": chunk.doc_id, "title": chunk.title,
+            "short_title": chunk.short_title, "year": chunk.year, "kind": chunk.kind,
+            "section": chunk.section, "section_title": chunk.section_title,
+            "start": chunk.start, "end": chunk.end, "score": round(hit.score, 6),
+            "dense_score": round(hit.dense, 6), "lexical_score": round(hit.lexical, 6),
+        },
+    )

@@ -1,0 +1,256 @@
+"""The persisted index: chunk store, vectors and FAISS index, built atomically, checked at load.
+
+Layout: ``index/current`` is a symlink to ``index/builds/<fingerprint>/``. A build writes a
+new folder and then swaps the symlink in one ``rename``, so a killed build leaves the
+previous index in place and loadable.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from rag.chunking import CHUNKER_VERSION, Chunk, chunk_document
+from rag.corpus import Corpus, load_corpus
+from rag.embedding import Embedder
+from rag.settings import Settings
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+CHUNKS_FILE, VECTORS_FILE, FAISS_FILE, MANIFEST_FILE = (
+    "chunks.jsonl", "vectors.npy", "dense.faiss", "manifest.json")
+_LIBRARIES = ("faiss-cpu", "sentence-transformers", "space-security-rag")
+
+
+class IndexError_(RuntimeError):
+    """The index cannot be used or written; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    documents: int
+    chunks: int
+    embedded: int
+    seconds: float
+    rebuilt: bool
+    fingerprint: str
+
+
+@dataclass
+class LoadedIndex:
+    manifest: dict
+    chunks: list[Chunk]
+    vectors: np.ndarray
+    faiss_index: faiss.Index
+
+    @property
+    def fingerprint(self) -> str:
+        return self.manifest["fingerprint"]
+
+
+def _library_versions() -> dict[str, str]:
+    versions = {}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "unknown"
+    return versions
+
+
+def expected_identity(corpus: Corpus, settings: Settings) -> dict:
+    """What an index must have been built from to be current for this corpus and settings."""
+    entries = {d.doc_id: hashlib.sha256(json.dumps(d.__dict__, sort_keys=True).encode()).hexdigest()
+               for d in corpus.documents}
+    return {
+        "format": FORMAT_VERSION,
+        "documents": corpus.checksums(),
+        "catalogue": entries,
+        "embedder": settings.embedder,
+        "chunker": {"version": CHUNKER_VERSION, "max_tokens": settings.chunk_max_tokens,
+                    "target_words": settings.chunk_target_words},
+        "libraries": _library_versions(),
+    }
+
+
+def fingerprint(identity: dict) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def current_dir(index_dir: Path) -> Path:
+    return index_dir / "current"
+
+
+def read_manifest(index_dir: Path) -> dict | None:
+    path = current_dir(index_dir) / MANIFEST_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def check_index(index_dir: Path, identity: dict) -> str | None:
+    """Why the current index cannot be used for ``identity``, or None when it is sound."""
+    manifest = read_manifest(index_dir)
+    if manifest is None:
+        return "no index has been built" if not current_dir(index_dir).exists() else "index manifest is unreadable"
+    for key in ("format", "documents", "catalogue", "embedder", "chunker", "libraries"):
+        if manifest.get(key) != identity[key]:
+            return f"index is stale ({key} changed)"
+    folder = current_dir(index_dir)
+    for name, digest in manifest.get("files", {}).items():
+        path = folder / name
+        if not path.is_file() or _sha256(path) != digest:
+            return f"index file {name} is missing or corrupted"
+    return None
+
+
+def load_index(index_dir: Path, identity: dict) -> LoadedIndex:
+    """Load the current index after checking it matches ``identity`` byte for byte."""
+    problem = check_index(index_dir, identity)
+    if problem:
+        raise IndexError_(f"{problem}; run 'spacesec build'.")
+    folder = current_dir(index_dir)
+    manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+    chunks = _read_chunks(folder)
+    vectors = np.load(folder / VECTORS_FILE, allow_pickle=False)
+    index = faiss.read_index(str(folder / FAISS_FILE))
+    if not (len(chunks) == len(vectors) == index.ntotal == manifest["chunk_count"]):
+        raise IndexError_("index parts disagree on the number of passages; run 'spacesec build --force'.")
+    return LoadedIndex(manifest, chunks, vectors, index)
+
+
+def _read_chunks(folder: Path) -> list[Chunk]:
+    lines = (folder / CHUNKS_FILE).read_text(encoding="utf-8").splitlines()
+    return [Chunk(**json.loads(line)) for line in lines]
+
+
+def _previous_vectors(index_dir: Path) -> dict[str, np.ndarray]:
+    """Vectors of the current build by embedder and content hash, to skip re-embedding them."""
+    folder = current_dir(index_dir)
+    manifest = read_manifest(index_dir)
+    try:
+        if manifest is None or any(_sha256(folder / n) != d for n, d in manifest["files"].items()):
+            return {}
+        chunks = _read_chunks(folder)
+        vectors = np.load(folder / VECTORS_FILE, allow_pickle=False)
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return {f"{manifest['embedder']}:{c.content_hash}": v for c, v in zip(chunks, vectors, strict=False)}
+
+
+def make_faiss_index(vectors: np.ndarray) -> faiss.Index:
+    """Exact inner-product search (vectors are normalised, so this is cosine)."""
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    return index
+
+
+@contextmanager
+def _build_lock(index_dir: Path) -> Iterator[None]:
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with open(index_dir / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def chunk_corpus(corpus: Corpus, embedder: Embedder, settings: Settings, progress: bool = False) -> list[Chunk]:
+    from tqdm import tqdm
+
+    chunks: list[Chunk] = []
+    for doc in tqdm(corpus.documents, desc="documents", unit="doc", disable=not progress):
+        chunks.extend(chunk_document(corpus.text(doc), doc, embedder.count_tokens,
+                                     settings.chunk_max_tokens, settings.chunk_target_words))
+    return chunks
+
+
+def build_index(settings: Settings, embedder: Embedder, force: bool = False, progress: bool = False) -> BuildReport:
+    """Build the index if it is missing, stale or damaged (always with ``force``)."""
+    started = time.perf_counter()
+    corpus = load_corpus(settings.corpus_dir)
+    identity = expected_identity(corpus, settings)
+    index_dir = settings.index_dir
+    try:
+        with _build_lock(index_dir):
+            if not force and check_index(index_dir, identity) is None:
+                manifest = read_manifest(index_dir)
+                return BuildReport(len(corpus.documents), manifest["chunk_count"], 0,
+                                   time.perf_counter() - started, False, manifest["fingerprint"])
+            chunks = chunk_corpus(corpus, embedder, settings, progress)
+            known = {} if force else _previous_vectors(index_dir)
+            keys = [f"{settings.embedder}:{c.content_hash}" for c in chunks]
+            missing = sorted({k: c for k, c in zip(keys, chunks, strict=True) if k not in known}.items())
+            if missing:
+                fresh = embedder.embed([c.embed_text for _, c in missing], progress=progress)
+                known.update({k: v for (k, _), v in zip(missing, fresh, strict=True)})
+            vectors = np.stack([known[k] for k in keys]).astype(np.float32) if chunks else np.zeros((0, embedder.dimension), np.float32)
+            fp = _write_build(index_dir, identity, chunks, vectors)
+    except PermissionError as exc:
+        raise IndexError_(f"cannot write the index in {index_dir} ({exc.strerror}); "
+                          "make it writable or set SPACESEC_INDEX_DIR to a writable folder.") from exc
+    seconds = time.perf_counter() - started
+    log.info("built index %s: %d documents, %d chunks (%d embedded) in %.1fs",
+             fp, len(corpus.documents), len(chunks), len(missing), seconds)
+    return BuildReport(len(corpus.documents), len(chunks), len(missing), seconds, True, fp)
+
+
+def _write_build(index_dir: Path, identity: dict, chunks: list[Chunk], vectors: np.ndarray) -> str:
+    fp = fingerprint(identity)
+    builds = index_dir / "builds"
+    builds.mkdir(parents=True, exist_ok=True)
+    tmp = builds / f".tmp-{fp}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    with (tmp / CHUNKS_FILE).open("w", encoding="utf-8") as handle:
+        for chunk in chunks:
+            handle.write(json.dumps(chunk.to_dict(), ensure_ascii=False) + "\n")
+    np.save(tmp / VECTORS_FILE, vectors, allow_pickle=False)
+    faiss.write_index(make_faiss_index(vectors), str(tmp / FAISS_FILE))
+    files = {name: _sha256(tmp / name) for name in (CHUNKS_FILE, VECTORS_FILE, FAISS_FILE)}
+    manifest = identity | {
+        "fingerprint": fp, "files": files, "chunk_count": len(chunks),
+        "dimension": int(vectors.shape[1]), "faiss_index": "IndexFlatIP",
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+    for path in tmp.iterdir():
+        with path.open("rb") as handle:
+            os.fsync(handle.fileno())
+    final = builds / fp
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    link_tmp = index_dir / f".current-{os.getpid()}"
+    if link_tmp.is_symlink() or link_tmp.exists():
+        link_tmp.unlink()
+    link_tmp.symlink_to(Path("builds") / fp)
+    os.replace(link_tmp, current_dir(index_dir))  # the atomic swap
+    for old in builds.iterdir():
+        if old.name != fp:
+            shutil.rmtree(old, ignore_errors=True)
+    return fp

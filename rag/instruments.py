@@ -1,0 +1,123 @@
+"""Query understanding: which corpus documents and which of their parts a text names.
+
+Document names come from the manifest (titles, short titles) plus the alias table in
+``rag/data/aliases.json``; part references ("Article IX", "art. 4", "guideline B.6",
+"principle 3", "paragraph 2") are parsed into normalised (kind, number) pairs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+from rag.corpus import Corpus
+
+_ROMAN = {"i": 1, "v": 5, "x": 10, "l": 50, "c": 100}
+_PART = re.compile(
+    r"\b(?:(article|art)s?\.?|(principle)s?|(guideline)s?|(paragraph|para)s?\.?|(section))\s+"
+    r"([A-Da-d]\.\d{1,2}|\d{1,3}|[IVXLC]{1,7}|[ivxlc]{1,7})(?![\w.]\w)",
+    re.IGNORECASE,
+)
+_KINDS = ("article", "article", "principle", "guideline", "paragraph", "paragraph", "section")
+
+
+def _roman_to_int(numeral: str) -> int | None:
+    values = [_ROMAN.get(c) for c in numeral.lower()]
+    if None in values:
+        return None
+    total = 0
+    for i, value in enumerate(values):
+        total += -value if i + 1 < len(values) and values[i + 1] > value else value
+    return total
+
+
+@dataclass(frozen=True)
+class PartRef:
+    """A normalised reference to a part of an instrument: ("article", "4"), ("guideline", "b.6")."""
+
+    kind: str
+    number: str
+
+
+def _normalise_number(raw: str) -> str | None:
+    if raw.isdigit():
+        return str(int(raw))
+    if "." in raw:
+        return raw.lower()
+    value = _roman_to_int(raw)
+    return str(value) if value else None
+
+
+def part_refs(text: str) -> list[PartRef]:
+    """Every part reference in ``text``, in order, without repeats."""
+    refs: list[PartRef] = []
+    for match in _PART.finditer(text):
+        kind = next(k for k, g in zip(("article", "principle", "guideline", "paragraph", "section"),
+                                      match.groups()[:5], strict=True) if g)
+        number = _normalise_number(match.group(6))
+        # A lone lower-case "i" or "v" is a list item more often than a reference.
+        if number and not (match.group(6).islower() and len(match.group(6)) == 1):
+            ref = PartRef(kind, number)
+            if ref not in refs:
+                refs.append(ref)
+    return refs
+
+
+def section_ref(label: str) -> PartRef | None:
+    """The part a chunk's section label stands for ("Article IV" -> article 4)."""
+    refs = part_refs(label)
+    return refs[0] if refs and _PART.match(label) else None
+
+
+@dataclass(frozen=True)
+class QueryCues:
+    """What a question names: documents (in order of mention) and parts."""
+
+    doc_ids: tuple[str, ...] = ()
+    parts: tuple[PartRef, ...] = ()
+
+
+class Catalogue:
+    """Finds mentions of corpus documents by their titles and aliases."""
+
+    def __init__(self, corpus: Corpus, aliases: dict[str, list[str]] | None = None) -> None:
+        aliases = load_alias_table() if aliases is None else aliases
+        names: list[tuple[str, str]] = []
+        for doc in corpus.documents:
+            candidates = {doc.title, doc.short_title, doc.title.split(" (")[0],
+                          *aliases.get(doc.doc_id, [])}
+            names.extend((name.strip(), doc.doc_id) for name in candidates if len(name.strip()) >= 3)
+        names.sort(key=lambda item: (-len(item[0]), item[0]))
+        self._patterns = [
+            (re.compile(rf"(?<![\w-]){re.escape(name)}(?![\w-])",
+                        0 if name.isupper() else re.IGNORECASE), doc_id)
+            for name, doc_id in names
+        ]
+        self.short_titles = {d.doc_id: d.short_title for d in corpus.documents}
+
+    def documents_named(self, text: str) -> list[str]:
+        """doc_ids named in ``text``, in order of first mention; longer names win overlaps."""
+        taken: list[tuple[int, int]] = []
+        found: list[tuple[int, str]] = []
+        for pattern, doc_id in self._patterns:
+            for match in pattern.finditer(text):
+                span = match.span()
+                if any(span[0] < end and start < span[1] for start, end in taken):
+                    continue
+                taken.append(span)
+                found.append((span[0], doc_id))
+        ordered: list[str] = []
+        for _, doc_id in sorted(found):
+            if doc_id not in ordered:
+                ordered.append(doc_id)
+        return ordered
+
+    def cues(self, text: str) -> QueryCues:
+        return QueryCues(tuple(self.documents_named(text)), tuple(part_refs(text)))
+
+
+def load_alias_table() -> dict[str, list[str]]:
+    raw = json.loads(resources.files("rag").joinpath("data/aliases.json").read_text(encoding="utf-8"))
+    return {k: v for k, v in raw.items() if not k.startswith("_")}

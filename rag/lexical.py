@@ -1,0 +1,51 @@
+"""Lexical search: BM25 (bm25s) with a tokeniser that keeps legal references intact."""
+
+from __future__ import annotations
+
+import logging
+import re
+from functools import lru_cache
+
+import bm25s
+import numpy as np
+import Stemmer
+
+logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
+
+# Keeps "b.10" and "a.4" (guideline ids), roman numerals, numbers and hyphenated terms' parts.
+_TOKEN = re.compile(r"[a-z]\.\d+|[a-z0-9]+")
+STOPWORDS = frozenset(
+    """a an and are as at be been but by can could did do does for from had has have how i if in
+    into is it its may me might must my no not of on or our shall should so such than that the
+    their them then there these they this those to under up upon was we were what when where which
+    who whom whose why will with would you your about also any each other own same very""".split()
+)
+
+
+@lru_cache(maxsize=1)
+def _stemmer() -> Stemmer.Stemmer:
+    return Stemmer.Stemmer("english")
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased, stemmed content tokens; references like "b.10" and "xvii" survive."""
+    words = [w for w in _TOKEN.findall(text.lower()) if w not in STOPWORDS]
+    return _stemmer().stemWords(words)
+
+
+class LexicalIndex:
+    """BM25 over the embedded text of each chunk (header plus passage)."""
+
+    def __init__(self, texts: list[str]) -> None:
+        self._bm25 = bm25s.BM25()
+        tokens = [tokenize(t) or ["\u2205"] for t in texts]
+        self._bm25.index(tokens, show_progress=False)
+        self._vocab = set(self._bm25.vocab_dict)
+        self.size = len(texts)
+
+    def scores(self, query: str) -> np.ndarray:
+        """BM25 score of every chunk for ``query`` (zeros when no query term is known)."""
+        terms = [t for t in tokenize(query) if t in self._vocab]
+        if not terms:
+            return np.zeros(self.size, dtype=np.float32)
+        return np.asarray(self._bm25.get_scores(terms), dtype=np.float32)

