@@ -8,7 +8,6 @@ of the source file at its offsets.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +15,8 @@ from dataclasses import dataclass, field
 from rag.corpus import DocumentInfo
 from rag.sentences import clause_spans, sentence_spans
 
-CHUNKER_VERSION = "3"
+# Bump when chunking or answer-sentence splitting changes: it makes existing indexes stale.
+CHUNKER_VERSION = "5"
 
 TokenCounter = Callable[[str], int]
 
@@ -56,10 +56,6 @@ class Chunk:
     def header(self) -> str:
         title = f": {self.section_title}" if self.section_title else ""
         return f"{self.short_title}, {self.section}{title}"
-
-    @property
-    def content_hash(self) -> str:
-        return hashlib.sha256(self.embed_text.encode("utf-8")).hexdigest()[:16]
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}

@@ -70,6 +70,33 @@ def cmd_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rag import evaluation
+
+    engine = _engine(args)
+    items = evaluation.load_items(Path(args.qa))
+
+    def ours(question: str, history: list, k: int) -> list[str]:
+        return [d.page_content for d in engine.retrieve(question, k=k, history=history)]
+
+    report: dict[str, dict] = {"retrieval": {"space-security-rag": evaluation.score_retrieval(items, ours, args.k)}}
+    if not args.no_baselines:
+        for name, retrieve in evaluation.baseline_retrievers(engine.corpus, str(engine.retriever.embedder.path)).items():
+            report["retrieval"][name] = evaluation.score_retrieval(items, retrieve, args.k)
+    if not args.no_answers:
+        report["answers"] = evaluation.score_answers(
+            items, lambda q, h: engine.ask(q, history=h),
+            lambda doc_id: engine.corpus.text(engine.corpus.get(doc_id)))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    for name, summary in report["retrieval"].items():
+        print(evaluation.format_table(f"Retrieval: {name}", summary) + "\n")
+    if "answers" in report:
+        print(evaluation.format_table("Answers (extractive)", report["answers"]))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spacesec", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -98,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--id", help="document id (default: from the file name)")
     add.add_argument("--quiet", action="store_true")
     add.set_defaults(func=cmd_add)
+    evaluate = sub.add_parser("eval", help="score retrieval and answers on a question set")
+    evaluate.add_argument("--qa", required=True, help="JSONL question set (format of dev.jsonl)")
+    evaluate.add_argument("--k", type=int, default=10)
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.add_argument("--no-baselines", action="store_true", help="skip the two tutorial baselines")
+    evaluate.add_argument("--no-answers", action="store_true", help="score retrieval only")
+    evaluate.set_defaults(func=cmd_eval)
     return parser
 
 

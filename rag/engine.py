@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 from langchain_core.documents import Document
 
+from rag.abstention import Vocabulary, lacks_answer_type, unanswerable_reason
+from rag.answer import AnswerComposer
+from rag.citations import Answer, Citation
 from rag.corpus import Corpus, load_corpus
 from rag.embedding import Embedder
 from rag.followup import standalone_query
@@ -28,6 +31,8 @@ class Engine:
     index: LoadedIndex
     retriever: HybridRetriever
     catalogue: Catalogue
+    composer: AnswerComposer
+    vocabulary: Vocabulary
 
     @classmethod
     def load(cls, settings: Settings, rebuild: bool = True, embedder: Embedder | None = None) -> Engine:
@@ -53,7 +58,30 @@ class Engine:
             build_index(settings, embedder, force=True)
             index = load_index(settings.index_dir, identity)
         retriever = HybridRetriever(index.chunks, index.vectors, index.faiss_index, embedder, settings)
-        return cls(settings, corpus, index, retriever, Catalogue(corpus))
+        catalogue = Catalogue(corpus)
+        vocabulary = Vocabulary([c.text for c in index.chunks] + catalogue.names)
+        retriever.embed_query("outer space")  # load the model now, not on the first question
+        return cls(settings, corpus, index, retriever, catalogue, AnswerComposer(index, settings), vocabulary)
+
+    # -- answers -----------------------------------------------------------------------
+    def ask(self, question: str, history: list | None = None, mode: str | None = None,
+            k: int | None = None, doc_ids=None, kinds=None, years=None) -> Answer:
+        """Answer from the corpus with a citation for every claim, or abstain and say why."""
+        question = clean_question(question, self.settings.max_question_chars)
+        if mode not in (None, "extractive"):
+            raise InvalidQuestion(f"Answer mode '{mode}' is not available; use 'extractive'.")
+        hits = self.search(question, k or self.settings.answer_passages, history, doc_ids, kinds, years)
+        content = self.catalogue.without_names(question)
+        reason = unanswerable_reason(content, self.vocabulary)
+        picks = []
+        if not reason:
+            cues = self.catalogue.cues(question)
+            picks = self.composer.select(self.retriever.embed_query(question), content, hits, cues)
+            texts = [p.hit.chunk.text[p.start:p.end] for p in picks]
+            reason = "no passage answers it" if not picks else lacks_answer_type(question, texts)
+        if reason:
+            return abstain(question, reason, hits)
+        return self.composer.write(question, picks)
 
     # -- retrieval ---------------------------------------------------------------------
     def search(self, question: str, k: int | None = None, history: list | None = None,
@@ -64,7 +92,7 @@ class Engine:
         query = standalone_query(question, clean_history(history), self.catalogue, self.settings.history_turns)
         cues = self.catalogue.cues(query)
         allowed = self.retriever.allowed_mask(doc_ids, kinds, years)
-        return self.retriever.search(query, k, cues, allowed)
+        return self.retriever.search(self.catalogue.without_names(query), k, cues, allowed)
 
     def retrieve(self, question: str, k: int | None = None, history: list | None = None,
                  doc_ids=None, kinds=None, years=None) -> list[Document]:
@@ -83,6 +111,15 @@ class Engine:
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 100:
             raise InvalidQuestion("k must be a whole number between 1 and 100.")
         return k
+
+
+def abstain(question: str, reason: str, hits: list[Hit]) -> Answer:
+    """The corpus does not answer: say so, and list the closest passages as related only."""
+    related = [Citation.from_chunk(n, h.chunk, 0, min(len(h.chunk.text), 300), h.score)
+               for n, h in enumerate(hits[:3], 1)]
+    text = (f"Not found in the corpus: {reason}. The passages below are the closest the corpus has; "
+            "they are related material, not an answer.")
+    return Answer(question=question, text=text, citations=[], abstained=True, related=related)
 
 
 def to_document(hit: Hit) -> Document:

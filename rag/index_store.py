@@ -26,6 +26,7 @@ import numpy as np
 from rag.chunking import CHUNKER_VERSION, Chunk, chunk_document
 from rag.corpus import Corpus, load_corpus
 from rag.embedding import Embedder
+from rag.sentences import answer_units
 from rag.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 CHUNKS_FILE, VECTORS_FILE, FAISS_FILE, MANIFEST_FILE = (
     "chunks.jsonl", "vectors.npy", "dense.faiss", "manifest.json")
+# Answer sentences: (chunk index, start, end) in the chunk's text, and their vectors.
+SENTENCES_FILE, SENTENCE_VECTORS_FILE = "sentences.npy", "sentence_vectors.npy"
+DATA_FILES = (CHUNKS_FILE, VECTORS_FILE, FAISS_FILE, SENTENCES_FILE, SENTENCE_VECTORS_FILE)
 _LIBRARIES = ("faiss-cpu", "sentence-transformers", "space-security-rag")
 
 
@@ -56,6 +60,8 @@ class LoadedIndex:
     chunks: list[Chunk]
     vectors: np.ndarray
     faiss_index: faiss.Index
+    sentences: np.ndarray
+    sentence_vectors: np.ndarray
 
     @property
     def fingerprint(self) -> str:
@@ -137,9 +143,12 @@ def load_index(index_dir: Path, identity: dict) -> LoadedIndex:
     chunks = _read_chunks(folder)
     vectors = np.load(folder / VECTORS_FILE, allow_pickle=False)
     index = faiss.read_index(str(folder / FAISS_FILE))
-    if not (len(chunks) == len(vectors) == index.ntotal == manifest["chunk_count"]):
+    sentences = np.load(folder / SENTENCES_FILE, allow_pickle=False)
+    sentence_vectors = np.load(folder / SENTENCE_VECTORS_FILE, allow_pickle=False)
+    if not (len(chunks) == len(vectors) == index.ntotal == manifest["chunk_count"]
+            and len(sentences) == len(sentence_vectors)):
         raise IndexError_("index parts disagree on the number of passages; run 'spacesec build --force'.")
-    return LoadedIndex(manifest, chunks, vectors, index)
+    return LoadedIndex(manifest, chunks, vectors, index, sentences, sentence_vectors)
 
 
 def _read_chunks(folder: Path) -> list[Chunk]:
@@ -147,18 +156,43 @@ def _read_chunks(folder: Path) -> list[Chunk]:
     return [Chunk(**json.loads(line)) for line in lines]
 
 
+def _key(embedder: str, text: str) -> str:
+    return f"{embedder}:{hashlib.sha256(text.encode('utf-8')).hexdigest()[:24]}"
+
+
+def sentence_texts(chunks: list[Chunk], spans: np.ndarray) -> list[str]:
+    """What the embedder reads for each answer sentence: its instrument and section, then the text."""
+    return [f"{chunks[c].header}: {chunks[c].text[a:b]}" for c, a, b in spans]
+
+
 def _previous_vectors(index_dir: Path) -> dict[str, np.ndarray]:
-    """Vectors of the current build by embedder and content hash, to skip re-embedding them."""
+    """Vectors of the current build by embedder and embedded text, to skip re-embedding them."""
     folder = current_dir(index_dir)
     manifest = read_manifest(index_dir)
     try:
         if manifest is None or any(_sha256(folder / n) != d for n, d in manifest["files"].items()):
             return {}
         chunks = _read_chunks(folder)
-        vectors = np.load(folder / VECTORS_FILE, allow_pickle=False)
-    except (OSError, ValueError, KeyError, TypeError):
+        spans = np.load(folder / SENTENCES_FILE, allow_pickle=False)
+        texts = [c.embed_text for c in chunks] + sentence_texts(chunks, spans)
+        vectors = np.concatenate([np.load(folder / VECTORS_FILE, allow_pickle=False),
+                                  np.load(folder / SENTENCE_VECTORS_FILE, allow_pickle=False)])
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
         return {}
-    return {f"{manifest['embedder']}:{c.content_hash}": v for c, v in zip(chunks, vectors, strict=False)}
+    return {_key(manifest["embedder"], t): v for t, v in zip(texts, vectors, strict=False)}
+
+
+def _embed_cached(texts: list[str], known: dict[str, np.ndarray], embedder: Embedder, name: str,
+                  progress: bool) -> tuple[np.ndarray, int]:
+    """Vectors for ``texts``, embedding only those not in ``known``; returns (vectors, embedded)."""
+    keys = [_key(name, t) for t in texts]
+    missing = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in known}.items())
+    if missing:
+        fresh = embedder.embed([t for _, t in missing], progress=progress)
+        known.update({k: v for (k, _), v in zip(missing, fresh, strict=True)})
+    if not texts:
+        return np.zeros((0, embedder.dimension), np.float32), 0
+    return np.stack([known[k] for k in keys]).astype(np.float32), len(missing)
 
 
 def make_faiss_index(vectors: np.ndarray) -> faiss.Index:
@@ -202,24 +236,25 @@ def build_index(settings: Settings, embedder: Embedder, force: bool = False, pro
                 return BuildReport(len(corpus.documents), manifest["chunk_count"], 0,
                                    time.perf_counter() - started, False, manifest["fingerprint"])
             chunks = chunk_corpus(corpus, embedder, settings, progress)
+            spans = np.array([(i, a, b) for i, c in enumerate(chunks) for a, b in answer_units(c.text)],
+                             dtype=np.int32).reshape(-1, 3)
             known = {} if force else _previous_vectors(index_dir)
-            keys = [f"{settings.embedder}:{c.content_hash}" for c in chunks]
-            missing = sorted({k: c for k, c in zip(keys, chunks, strict=True) if k not in known}.items())
-            if missing:
-                fresh = embedder.embed([c.embed_text for _, c in missing], progress=progress)
-                known.update({k: v for (k, _), v in zip(missing, fresh, strict=True)})
-            vectors = np.stack([known[k] for k in keys]).astype(np.float32) if chunks else np.zeros((0, embedder.dimension), np.float32)
-            fp = _write_build(index_dir, identity, chunks, vectors)
+            vectors, embedded = _embed_cached([c.embed_text for c in chunks], known, embedder,
+                                              settings.embedder, progress)
+            sentence_vectors, more = _embed_cached(sentence_texts(chunks, spans), known, embedder,
+                                                   settings.embedder, progress)
+            fp = _write_build(index_dir, identity, chunks, vectors, spans, sentence_vectors)
     except PermissionError as exc:
         raise IndexError_(f"cannot write the index in {index_dir} ({exc.strerror}); "
                           "make it writable or set SPACESEC_INDEX_DIR to a writable folder.") from exc
     seconds = time.perf_counter() - started
-    log.info("built index %s: %d documents, %d chunks (%d embedded) in %.1fs",
-             fp, len(corpus.documents), len(chunks), len(missing), seconds)
-    return BuildReport(len(corpus.documents), len(chunks), len(missing), seconds, True, fp)
+    log.info("built index %s: %d documents, %d chunks, %d texts embedded in %.1fs",
+             fp, len(corpus.documents), len(chunks), embedded + more, seconds)
+    return BuildReport(len(corpus.documents), len(chunks), embedded + more, seconds, True, fp)
 
 
-def _write_build(index_dir: Path, identity: dict, chunks: list[Chunk], vectors: np.ndarray) -> str:
+def _write_build(index_dir: Path, identity: dict, chunks: list[Chunk], vectors: np.ndarray,
+                 spans: np.ndarray, sentence_vectors: np.ndarray) -> str:
     fp = fingerprint(identity)
     builds = index_dir / "builds"
     builds.mkdir(parents=True, exist_ok=True)
@@ -231,7 +266,9 @@ def _write_build(index_dir: Path, identity: dict, chunks: list[Chunk], vectors: 
             handle.write(json.dumps(chunk.to_dict(), ensure_ascii=False) + "\n")
     np.save(tmp / VECTORS_FILE, vectors, allow_pickle=False)
     faiss.write_index(make_faiss_index(vectors), str(tmp / FAISS_FILE))
-    files = {name: _sha256(tmp / name) for name in (CHUNKS_FILE, VECTORS_FILE, FAISS_FILE)}
+    np.save(tmp / SENTENCES_FILE, spans, allow_pickle=False)
+    np.save(tmp / SENTENCE_VECTORS_FILE, sentence_vectors, allow_pickle=False)
+    files = {name: _sha256(tmp / name) for name in DATA_FILES}
     manifest = identity | {
         "fingerprint": fp, "files": files, "chunk_count": len(chunks),
         "dimension": int(vectors.shape[1]), "faiss_index": "IndexFlatIP",

@@ -90,6 +90,7 @@ class Catalogue:
                           *aliases.get(doc.doc_id, [])}
             names.extend((name.strip(), doc.doc_id) for name in candidates if len(name.strip()) >= 3)
         names.sort(key=lambda item: (-len(item[0]), item[0]))
+        self.names = [name for name, _ in names]
         self._patterns = [
             (re.compile(rf"(?<![\w-]){re.escape(name)}(?![\w-])",
                         0 if name.isupper() else re.IGNORECASE), doc_id)
@@ -97,22 +98,33 @@ class Catalogue:
         ]
         self.short_titles = {d.doc_id: d.short_title for d in corpus.documents}
 
-    def documents_named(self, text: str) -> list[str]:
-        """doc_ids named in ``text``, in order of first mention; longer names win overlaps."""
+    def _mentions(self, text: str) -> list[tuple[tuple[int, int], str]]:
+        """(span, doc_id) of every document name in ``text``; longer names win overlaps."""
         taken: list[tuple[int, int]] = []
-        found: list[tuple[int, str]] = []
+        found: list[tuple[tuple[int, int], str]] = []
         for pattern, doc_id in self._patterns:
             for match in pattern.finditer(text):
                 span = match.span()
                 if any(span[0] < end and start < span[1] for start, end in taken):
                     continue
                 taken.append(span)
-                found.append((span[0], doc_id))
+                found.append((span, doc_id))
+        return sorted(found)
+
+    def documents_named(self, text: str) -> list[str]:
+        """doc_ids named in ``text``, in order of first mention."""
         ordered: list[str] = []
-        for _, doc_id in sorted(found):
+        for _, doc_id in self._mentions(text):
             if doc_id not in ordered:
                 ordered.append(doc_id)
         return ordered
+
+    def without_names(self, text: str) -> str:
+        """``text`` with document names cut out: they steer by boosting, not by word match
+        (otherwise a preamble that repeats the title outranks the provision asked about)."""
+        for (start, end), _ in reversed(self._mentions(text)):
+            text = text[:start] + " " + text[end:]
+        return " ".join(text.split()) or text
 
     def cues(self, text: str) -> QueryCues:
         return QueryCues(tuple(self.documents_named(text)), tuple(part_refs(text)))

@@ -31,6 +31,19 @@ def _minmax(values: np.ndarray) -> np.ndarray:
     return np.zeros_like(values) if high - low < 1e-9 else (values - low) / (high - low)
 
 
+def _cover_named(order: list[int], candidates: np.ndarray, doc_of: np.ndarray, cues: QueryCues) -> list[int]:
+    """When a question names several documents, lead with the best passage of each."""
+    if len(cues.doc_ids) < 2:
+        return order
+    leaders = []
+    for doc_id in cues.doc_ids:
+        best = next((i for i in order if doc_of[candidates[i]] == doc_id), None)
+        if best is not None:
+            leaders.append(best)
+    leaders.sort(key=order.index)
+    return leaders + [i for i in order if i not in leaders]
+
+
 class HybridRetriever:
     """Scores chunks for a query; everything it needs is built once at load."""
 
@@ -79,7 +92,7 @@ class HybridRetriever:
         weight = self.settings.dense_weight
         fused = weight * _minmax(dense[candidates]) + (1 - weight) * _minmax(lexical[candidates])
         fused += self._boosts(candidates, cues)
-        order = np.lexsort((candidates, -fused))[:k]
+        order = _cover_named(list(np.lexsort((candidates, -fused))), candidates, self._doc_of, cues)[:k]
         return [Hit(self.chunks[candidates[i]], float(fused[i]), float(dense[candidates[i]]),
                     float(lexical[candidates[i]])) for i in order]
 

@@ -51,3 +51,23 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
 def clause_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
     """Spans of the semicolon-separated clauses of one sentence."""
     return _spans(text, start, len(text) if end is None else end, _CLAUSE, check_abbrev=False)
+
+
+_LIST_ITEM = re.compile(r"^\(?([a-z]|[ivx]+|\d+)\)\s")
+
+
+def answer_units(text: str) -> list[tuple[int, int]]:
+    """Sentences that can stand alone in an answer: headings dropped, and a lead-in ending in
+    ':' kept together with the short list items that complete it."""
+    units: list[tuple[int, int]] = []
+    for start, end in sentence_spans(text):
+        piece = text[start:end]
+        if piece.startswith("#") or len(piece.split()) < 3 and not _LIST_ITEM.match(piece):
+            continue
+        if units and _LIST_ITEM.match(piece) and len(piece.split()) <= 40:
+            prev_start, prev_end = units[-1]
+            if text[prev_start:prev_end].rstrip().endswith((":", ";")) and end - prev_start < 1200:
+                units[-1] = (prev_start, end)
+                continue
+        units.append((start, end))
+    return units

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     max_answer_sentences: int = 3
     answer_passages: int = 5
     mmr_lambda: float = 0.7
+    #: Sentences scoring further than this below the best one are left out of the answer.
+    answer_score_margin: float = 0.12
 
     # Input limits
     max_question_chars: int = 2000

@@ -1,0 +1,85 @@
+"""Deciding that the corpus does not answer a question, without guessing.
+
+Similarity thresholds do not separate answerable from unanswerable questions here (plain
+questions score lowest of all), so the checks look for evidence of absence instead:
+a salient term of the question that the corpus never mentions, a question about the
+present or the future (the corpus is a fixed set of texts), and a selected answer that
+lacks what the question asks for (a number for "how many", a date for "when").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+_CURRENT_STATE = re.compile(
+    r"\b(currently|at present|presently|right now|nowadays|these days|as of (?:today|now|\d{4})|"
+    r"to date|so far|up to date|latest|most recent|upcoming|next (?:meeting|year|session|summit)|"
+    r"will (?:\w+ ){0,3}(?:take place|be held|meet|happen))\b",
+    re.IGNORECASE,
+)
+_NUMBER = re.compile(r"\b\d+(?:[./-]\d+)*\b")
+_ACRONYM = re.compile(r"\b[A-Z][A-Z0-9-]{1,9}s?\b")
+_CAPITALISED_RUN = re.compile(r"\b(?:[A-Z][a-z'’]+(?:\s+|$)){3,}")
+_SAFE_ACRONYMS = frozenset({"UN", "US", "USA", "UK", "EU", "OST", "LTS", "NPS", "CSPO", "ASAT", "DA-ASAT"})
+_NUMBER_WORDS = ("one two three four five six seven eight nine ten eleven twelve fifteen twenty thirty "
+                 "forty fifty sixty hundred thousand million first second third once twice annual "
+                 "annually daily monthly yearly").split()
+_MONTHS = ("january february march april may june july august september october november december").split()
+_ASKS_NUMBER = re.compile(r"\b(how (?:many|much|long|far|high|often|soon)|what (?:altitude|height|distance|"
+                          r"percentage|number|amount|dose|limit))\b", re.IGNORECASE)
+_ASKS_DATE = re.compile(r"^\W*when\b|\b(?:what|which) (?:year|date)\b", re.IGNORECASE)
+
+
+class Vocabulary:
+    """Every word and number the corpus and its catalogue of titles and aliases contain."""
+
+    def __init__(self, texts: Iterable[str]) -> None:
+        joined = "\n".join(texts)
+        self._lower = " ".join(joined.lower().split())
+        self._tokens = set(re.findall(r"[a-z0-9]+(?:[./-][a-z0-9]+)*", self._lower))
+
+    def mentions(self, term: str) -> bool:
+        term = " ".join(term.lower().split())
+        return term in self._tokens or f" {term}" in f" {self._lower}"
+
+
+def salient_terms(question: str) -> list[str]:
+    """Numbers, acronyms and multi-word proper names: terms whose absence means no answer.
+
+    Pass the question with document names removed; its first word is capitalised anyway."""
+    question = re.sub(r"^\W*\w+", lambda m: m.group(0).lower(), question)
+    terms = _NUMBER.findall(question)
+    terms += [a for a in _ACRONYM.findall(question) if a.upper().rstrip("S") not in _SAFE_ACRONYMS
+              and a.upper() not in _SAFE_ACRONYMS]
+    terms += [run.strip() for run in _CAPITALISED_RUN.findall(question)]
+    return terms
+
+
+def unanswerable_reason(question: str, vocabulary: Vocabulary) -> str | None:
+    """Why the corpus cannot answer ``question`` before any passage is read, or None."""
+    match = _CURRENT_STATE.search(question)
+    if match:
+        return (f"the question asks about the present or the future (\u201c{match.group(0)}\u201d), "
+                "and the corpus is a fixed set of texts with no current data")
+    missing = [t for t in salient_terms(question) if not vocabulary.mentions(t)]
+    if missing:
+        return f"the corpus does not mention \u201c{missing[0]}\u201d"
+    return None
+
+
+def _has_number(text: str) -> bool:
+    lower = text.lower()
+    return bool(re.search(r"\d", text)) or any(re.search(rf"\b{w}\b", lower) for w in _NUMBER_WORDS)
+
+
+def lacks_answer_type(question: str, answer_texts: list[str]) -> str | None:
+    """When the question asks for a number or a date that no selected sentence contains."""
+    joined = " ".join(answer_texts)
+    if _ASKS_NUMBER.search(question) and not _has_number(joined):
+        return "no passage gives the figure the question asks for"
+    if _ASKS_DATE.search(question) and not (re.search(r"\b1[89]\d\d|20\d\d\b", joined)
+                                            or any(m in joined.lower() for m in _MONTHS)
+                                            or re.search(r"\b(before|after|prior to|upon|within|once)\b", joined.lower())):
+        return "no passage gives the date the question asks for"
+    return None
