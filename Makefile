@@ -6,9 +6,10 @@ PYTHON ?= python3
 
 .PHONY: run test setup index eval bench lint clean
 
+# Until the web app lands, `run` builds the index if needed and answers an example question.
 run: setup
 	$(VENV)/bin/spacesec build --quiet
-	$(VENV)/bin/spacesec serve
+	$(VENV)/bin/spacesec ask "What does the Outer Space Treaty say about nuclear weapons in orbit?"
 
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -16,7 +16,7 @@ from rag.corpus import DocumentInfo
 from rag.sentences import clause_spans, sentence_spans
 
 # Bump when chunking or answer-sentence splitting changes: it makes existing indexes stale.
-CHUNKER_VERSION = "5"
+CHUNKER_VERSION = "6"
 
 TokenCounter = Callable[[str], int]
 

@@ -55,6 +55,16 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ask(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    answer = engine.ask(args.question, doc_ids=args.doc or None)
+    if args.json:
+        print(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(answer.to_markdown())
+    return 0
+
+
 def cmd_add(args: argparse.Namespace) -> int:
     from rag.embedding import Embedder
     from rag.index_store import build_index
@@ -115,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     retrieve.add_argument("--doc", action="append", help="only this document id (repeatable)")
     retrieve.add_argument("--json", action="store_true")
     retrieve.set_defaults(func=cmd_retrieve)
+
+    ask = sub.add_parser("ask", help="answer a question with cited quotes from the corpus")
+    ask.add_argument("question")
+    ask.add_argument("--doc", action="append", help="only this document id (repeatable)")
+    ask.add_argument("--json", action="store_true")
+    ask.set_defaults(func=cmd_ask)
 
     add = sub.add_parser("add", help="add .md, .txt, .pdf or .html files to the corpus")
     add.add_argument("paths", nargs="+")

@@ -72,16 +72,24 @@ class Engine:
             raise InvalidQuestion(f"Answer mode '{mode}' is not available; use 'extractive'.")
         hits = self.search(question, k or self.settings.answer_passages, history, doc_ids, kinds, years)
         content = self.catalogue.without_names(question)
-        reason = unanswerable_reason(content, self.vocabulary)
+        vector = self.retriever.embed_query(question)
+        reason = unanswerable_reason(content, self.vocabulary) or self._off_topic(vector)
         picks = []
         if not reason:
             cues = self.catalogue.cues(question)
-            picks = self.composer.select(self.retriever.embed_query(question), content, hits, cues)
+            picks = self.composer.select(vector, content, hits, cues)
             texts = [p.hit.chunk.text[p.start:p.end] for p in picks]
             reason = "no passage answers it" if not picks else lacks_answer_type(question, texts)
         if reason:
             return abstain(question, reason, hits)
         return self.composer.write(question, picks)
+
+    def _off_topic(self, vector) -> str | None:
+        """A question no sentence of the corpus comes near is outside space law and security."""
+        best = float((self.index.sentence_vectors @ vector).max(initial=-1.0))
+        if best < self.settings.off_topic_similarity:
+            return "the question seems to be outside space law and security, which is all the corpus covers"
+        return None
 
     # -- retrieval ---------------------------------------------------------------------
     def search(self, question: str, k: int | None = None, history: list | None = None,

@@ -62,7 +62,7 @@ def answer_units(text: str) -> list[tuple[int, int]]:
     units: list[tuple[int, int]] = []
     for start, end in sentence_spans(text):
         piece = text[start:end]
-        if piece.startswith("#") or len(piece.split()) < 3 and not _LIST_ITEM.match(piece):
+        if piece.startswith("#") or len(piece.split()) < 5 and not _LIST_ITEM.match(piece):
             continue
         if units and _LIST_ITEM.match(piece) and len(piece.split()) <= 40:
             prev_start, prev_end = units[-1]

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     mmr_lambda: float = 0.7
     #: Sentences scoring further than this below the best one are left out of the answer.
     answer_score_margin: float = 0.12
+    #: Below this best sentence similarity a question is off topic (dev: off-topic <= 0.24,
+    #: answerable >= 0.32).
+    off_topic_similarity: float = 0.27
 
     # Input limits
     max_question_chars: int = 2000
