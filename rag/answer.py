@@ -109,6 +109,11 @@ class AnswerComposer:
         citations: list[Citation] = []
         parts: list[str] = []
         previous: tuple[str, str] | None = None
+        # Quotes from one section stay together, sections in the order of their best quote.
+        first = {}
+        for i, pick in enumerate(picks):
+            first.setdefault((pick.hit.chunk.doc_id, pick.hit.chunk.section), i)
+        picks = sorted(picks, key=lambda p: first[(p.hit.chunk.doc_id, p.hit.chunk.section)])
         for n, pick in enumerate(picks, 1):
             chunk = pick.hit.chunk
             start, end = _trim(chunk.text, pick.start, pick.end)

@@ -11,7 +11,7 @@ from pathlib import Path
 log = logging.getLogger("spacesec")
 
 
-def _settings(args: argparse.Namespace):
+def settings_from(args: argparse.Namespace):
     from rag.settings import Settings
 
     overrides = {}
@@ -25,14 +25,14 @@ def _settings(args: argparse.Namespace):
 def _engine(args: argparse.Namespace):
     import rag
 
-    return rag.load(_settings(args))
+    return rag.load(settings_from(args))
 
 
 def cmd_build(args: argparse.Namespace) -> int:
     from rag.embedding import Embedder
     from rag.index_store import build_index
 
-    settings = _settings(args)
+    settings = settings_from(args)
     report = build_index(settings, Embedder(settings.embedder, settings.embed_batch_size),
                          force=args.force, progress=not args.quiet)
     state = "built" if report.rebuilt else "up to date"
@@ -70,7 +70,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     from rag.index_store import build_index
     from rag.ingest import add_documents
 
-    settings = _settings(args)
+    settings = settings_from(args)
     embedder = Embedder(settings.embedder, settings.embed_batch_size)
     added = add_documents([Path(p) for p in args.paths], settings,
                           rebuild=lambda: build_index(settings, embedder, progress=not args.quiet),
@@ -148,7 +148,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-baselines", action="store_true", help="skip the two tutorial baselines")
     evaluate.add_argument("--no-answers", action="store_true", help="score retrieval only")
     evaluate.set_defaults(func=cmd_eval)
+    _register_plugins(sub)
     return parser
+
+
+def _register_plugins(sub) -> None:
+    """Commands that other packages add (the web app's ``serve``), found by entry point so the
+    library never imports them."""
+    from importlib.metadata import entry_points
+
+    for entry in sorted(entry_points(group="spacesec.commands"), key=lambda e: e.name):
+        entry.load()(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -63,6 +63,11 @@ class Engine:
         retriever.embed_query("outer space")  # load the model now, not on the first question
         return cls(settings, corpus, index, retriever, catalogue, AnswerComposer(index, settings), vocabulary)
 
+    @property
+    def llm_available(self) -> bool:
+        """Whether an LLM answer mode is configured."""
+        return self.settings.llm_provider != "none"
+
     # -- answers -----------------------------------------------------------------------
     def ask(self, question: str, history: list | None = None, mode: str | None = None,
             k: int | None = None, doc_ids=None, kinds=None, years=None) -> Answer:

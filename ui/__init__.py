@@ -1,0 +1,1 @@
+"""The Gradio web app: a thin shell over the ``rag`` library."""

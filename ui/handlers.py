@@ -1,0 +1,96 @@
+"""Event handlers of the web app, as plain functions of their inputs (tested without a server)."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+from rag.citations import Answer
+from rag.engine import Engine
+from ui.feedback import FeedbackLog
+from ui.render import answer_markdown, conversation_markdown, document_html, escape_markdown, sources_html
+
+log = logging.getLogger(__name__)
+
+ERROR_MESSAGE = "Something went wrong while answering; please try again. Details are in the server log."
+
+
+class Handlers:
+    """Everything the app does, over one shared engine; per-user state is passed in and out."""
+
+    def __init__(self, engine: Engine, feedback: FeedbackLog) -> None:
+        self.engine = engine
+        self.feedback = feedback
+        self.sections = _full_sections(engine)
+        self._export_dir = Path(tempfile.mkdtemp(prefix="spacesec-export-"))
+
+    # -- chat ----------------------------------------------------------------------
+    def ask(self, question: str, chat: list, answers: list[Answer], doc_ids: list[str] | None,
+            kinds: list[str] | None, years: list | None, mode: str | None, k: float | None):
+        """Returns (chat, sources html, status, answers, cleared question, answer markdown)."""
+        chat = list(chat or [])
+        answers = list(answers or [])
+        history = [m for a in answers for m in ({"role": "user", "content": a.question},
+                                                 {"role": "assistant", "content": a.text})]
+        try:
+            answer = self.engine.ask(question, history=history, mode=mode or None,
+                                     k=int(k) if k else None, doc_ids=doc_ids or None,
+                                     kinds=kinds or None, years=[int(y) for y in years or []] or None)
+        except ValueError as exc:
+            return chat, self.sources(answers), f"⚠️ {exc}", answers, question, ""
+        except Exception:  # a bug must not reach the user as a traceback
+            log.exception("answering %r failed", question[:200])
+            return chat, self.sources(answers), f"⚠️ {ERROR_MESSAGE}", answers, question, ""
+        answers.append(answer)
+        turn = len(answers)
+        chat += [{"role": "user", "content": escape_markdown(question)},
+                 {"role": "assistant", "content": answer_markdown(answer, turn)}]
+        status = ("Not found in the corpus: related passages are listed, not an answer."
+                  if answer.abstained else f"Answered with {len(answer.citations)} cited passage(s).")
+        return chat, self.sources(answers), status, answers, "", answer.to_markdown()
+
+    def sources(self, answers: list[Answer]) -> str:
+        """Sources of every answer, newest first, so older markers still resolve."""
+        panels = [sources_html(a, turn, self.sections) for turn, a in enumerate(answers, 1)]
+        return "".join(reversed(panels)) or '<p class="empty">Sources of answers appear here.</p>'
+
+    def clear(self):
+        return [], self.sources([]), "", [], "", ""
+
+    def vote(self, answers: list[Answer], index, liked) -> str:
+        position = index[0] if isinstance(index, list | tuple) else index
+        if not isinstance(position, int) or not 0 <= position // 2 < len(answers or []):
+            return "⚠️ That message cannot be rated."
+        self.feedback.record(answers[position // 2], bool(liked))
+        return "Thank you: your feedback was recorded."
+
+    def export(self, answers: list[Answer]) -> str | None:
+        """A Markdown briefing of the conversation, as a file to download."""
+        if not answers:
+            return None
+        path = self._export_dir / f"conversation-{len(answers)}.md"
+        path.write_text(conversation_markdown(answers, self.engine.index.fingerprint), encoding="utf-8")
+        return str(path)
+
+    # -- documents -----------------------------------------------------------------
+    def document(self, doc_id: str | None):
+        """(document html, section choices) for the Documents tab."""
+        try:
+            doc = self.engine.corpus.get(doc_id or "")
+        except KeyError:
+            return "<p>Choose a document.</p>", []
+        chunks = [c for c in self.engine.index.chunks if c.doc_id == doc.doc_id]
+        choices = [(c.section + (f" (part {c.part})" if c.part > 1 else ""), c.chunk_id) for c in chunks]
+        return document_html(doc, chunks), choices
+
+
+def _full_sections(engine: Engine) -> dict[str, str]:
+    """Each chunk's whole section (all its parts), as a verbatim slice of the source."""
+    spans: dict[tuple[str, str], tuple[int, int]] = {}
+    for c in engine.index.chunks:
+        key = (c.doc_id, c.section)
+        start, end = spans.get(key, (c.start, c.end))
+        spans[key] = (min(start, c.start), max(end, c.end))
+    texts = {d.doc_id: engine.corpus.text(d) for d in engine.corpus.documents}
+    return {c.chunk_id: texts[c.doc_id][slice(*spans[(c.doc_id, c.section)])] for c in engine.index.chunks}
