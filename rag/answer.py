@@ -13,7 +13,7 @@ import numpy as np
 from rag.chunking import Chunk
 from rag.citations import Answer, Citation
 from rag.index_store import LoadedIndex
-from rag.instruments import QueryCues
+from rag.instruments import QueryCues, section_ref
 from rag.lexical import tokenize
 from rag.retrieval import Hit
 from rag.settings import Settings
@@ -21,6 +21,8 @@ from rag.settings import Settings
 _LEADING_NUMBER = re.compile(r"^(?:\d+\.\s+)")
 #: Preamble recitals give context, not obligations: prefer operative text when both fit.
 PREAMBLE_PENALTY = 0.05
+#: A sentence from the instrument (or part) the question names beats a look-alike elsewhere.
+NAMED_BONUS = 0.1
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,10 @@ class AnswerComposer:
                          + 0.25 * self._overlap(terms, text) + 0.15 * hit.score / top)
                 if hit.chunk.section == "Preamble":
                     score -= PREAMBLE_PENALTY
+                if hit.chunk.doc_id in cues.doc_ids:
+                    score += NAMED_BONUS
+                if cues.parts and section_ref(hit.chunk.section) in cues.parts:
+                    score += NAMED_BONUS
                 candidates.append(Pick(hit, row, start, end, score))
         candidates.sort(key=lambda p: (-p.score, p.row))
         return self._mmr(candidates, cues)

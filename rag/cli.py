@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -62,6 +63,26 @@ def cmd_ask(args: argparse.Namespace) -> int:
         print(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
     else:
         print(answer.to_markdown())
+    return 0
+
+
+def cmd_brief(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from rag import briefing
+
+    if args.list:
+        for name, questions in briefing.presets().items():
+            print(f"{name} ({len(questions)} questions)")
+        return 0
+    if not args.topic:
+        raise ValueError("give a preset topic or a file of questions (see --list)")
+    title, questions = briefing.questions_for(args.topic)
+    engine = _engine(args)
+    with tqdm(total=len(questions), desc="questions", disable=args.quiet) as bar:
+        built = briefing.build_briefing(engine, args.topic, progress=lambda i, n, q: bar.update(i - bar.n))
+    for out in args.out or [f"{re.sub(r'[^a-z0-9]+', '-', title.lower()).strip('-')}.md"]:
+        print(f"Wrote {briefing.write(built, Path(out))}")
     return 0
 
 
@@ -131,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--doc", action="append", help="only this document id (repeatable)")
     ask.add_argument("--json", action="store_true")
     ask.set_defaults(func=cmd_ask)
+
+    brief = sub.add_parser("brief", help="write a cited onboarding briefing (.md, .html, .pdf)")
+    brief.add_argument("topic", nargs="?", help="a preset topic (see --list) or a file of questions, one a line")
+    brief.add_argument("--out", action="append", help="output file; repeat for several formats")
+    brief.add_argument("--list", action="store_true", help="list the preset topics")
+    brief.add_argument("--quiet", action="store_true")
+    brief.set_defaults(func=cmd_brief)
 
     add = sub.add_parser("add", help="add .md, .txt, .pdf or .html files to the corpus")
     add.add_argument("paths", nargs="+")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from langchain_core.documents import Document
@@ -15,6 +16,7 @@ from rag.embedding import Embedder
 from rag.followup import standalone_query
 from rag.index_store import IndexError_, LoadedIndex, build_index, check_index, expected_identity, load_index
 from rag.instruments import Catalogue
+from rag.llm import llm_answer, make_chat_model
 from rag.retrieval import Hit, HybridRetriever
 from rag.settings import Settings
 from rag.validation import InvalidQuestion, clean_history, clean_question
@@ -33,6 +35,7 @@ class Engine:
     catalogue: Catalogue
     composer: AnswerComposer
     vocabulary: Vocabulary
+    chat_model: object | None = None  # a LangChain chat model when the LLM mode is configured
 
     @classmethod
     def load(cls, settings: Settings, rebuild: bool = True, embedder: Embedder | None = None) -> Engine:
@@ -61,20 +64,30 @@ class Engine:
         catalogue = Catalogue(corpus)
         vocabulary = Vocabulary([c.text for c in index.chunks] + catalogue.names)
         retriever.embed_query("outer space")  # load the model now, not on the first question
-        return cls(settings, corpus, index, retriever, catalogue, AnswerComposer(index, settings), vocabulary)
+        return cls(settings, corpus, index, retriever, catalogue, AnswerComposer(index, settings), vocabulary,
+                   make_chat_model(settings))
 
     @property
     def llm_available(self) -> bool:
         """Whether an LLM answer mode is configured."""
-        return self.settings.llm_provider != "none"
+        return self.chat_model is not None
 
     # -- answers -----------------------------------------------------------------------
     def ask(self, question: str, history: list | None = None, mode: str | None = None,
-            k: int | None = None, doc_ids=None, kinds=None, years=None) -> Answer:
-        """Answer from the corpus with a citation for every claim, or abstain and say why."""
+            k: int | None = None, doc_ids=None, kinds=None, years=None,
+            stream: Callable[[str], None] | None = None) -> Answer:
+        """Answer from the corpus with a citation for every claim, or abstain and say why.
+
+        ``mode`` "llm" (when configured) lets the chat model write the answer from the same
+        passages, verified against them; ``stream`` then receives its raw tokens.
+        """
         question = clean_question(question, self.settings.max_question_chars)
-        if mode not in (None, "extractive"):
-            raise InvalidQuestion(f"Answer mode '{mode}' is not available; use 'extractive'.")
+        mode = mode or ("llm" if self.llm_available else "extractive")
+        if mode not in ("extractive", "llm"):
+            raise InvalidQuestion(f"Unknown answer mode '{mode}'; use 'extractive' or 'llm'.")
+        if mode == "llm" and not self.llm_available:
+            raise InvalidQuestion("The LLM answer mode is not configured (set SPACESEC_LLM_PROVIDER, "
+                                  "SPACESEC_LLM_MODEL and SPACESEC_LLM_BASE_URL); use 'extractive'.")
         hits = self.search(question, k or self.settings.answer_passages, history, doc_ids, kinds, years)
         content = self.catalogue.without_names(question)
         vector = self.retriever.embed_query(question)
@@ -87,7 +100,10 @@ class Engine:
             reason = "no passage answers it" if not picks else lacks_answer_type(question, texts)
         if reason:
             return abstain(question, reason, hits)
-        return self.composer.write(question, picks)
+        answer = self.composer.write(question, picks)
+        if mode == "llm":
+            return llm_answer(self.chat_model, question, hits, self.retriever.embedder.embed, answer, stream)
+        return answer
 
     def _off_topic(self, vector) -> str | None:
         """A question no sentence of the corpus comes near is outside space law and security."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import numpy as np
 from langchain_core.language_models import BaseChatModel
@@ -23,6 +23,7 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from rag.citations import Answer, Citation
 from rag.retrieval import Hit
+from rag.sentences import is_abbreviation
 from rag.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,10 +56,6 @@ _THINK = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL | re.IGNORECASE)
 # a line break.
 _SENTENCE_END = re.compile(
     r"[.!?]+[\"'\u201d\u2019)]*(?:\s*\[\d+\])*(?!\s*\[\d+\])(?=\s+[\"'\u201c\u2018(\[]?[A-Z0-9]|\s*$)|\n+"
-)
-_ABBREVIATIONS = frozenset(
-    "art arts no nos mr mrs ms dr st para paras rev res e.g i.e u.s u.k u.n etc vol cf op "
-    "inc ltd co jan feb mar apr jun jul aug sep sept oct nov dec".split()
 )
 
 
@@ -141,20 +138,12 @@ def _normalise_markers(text: str) -> str:
     return _MARKER_RANGE.sub(expand_range, _MARKER_LIST.sub(expand_list, text))
 
 
-def _is_abbreviation(text: str, dot: int) -> bool:
-    start = dot
-    while start > 0 and not text[start - 1].isspace() and text[start - 1] not in "(\u201c\"":
-        start -= 1
-    word = text[start:dot].lower()
-    return word in _ABBREVIATIONS or len(word) == 1 or bool(re.fullmatch(r"[a-z]?\.?\d+(\.\d+)*", word))
-
-
 def split_sentences(text: str) -> list[tuple[str, str]]:
     """(sentence, separator before it) pairs, the separator being "\n" when a line break
     preceded the sentence, else " ". Markers after a full stop stay with the sentence they
     follow ("... outer space. [1] Next" -> "... outer space. [1]")."""
     ends = [m.end() for m in _SENTENCE_END.finditer(text)
-            if not (text[m.start()] == "." and _is_abbreviation(text, m.start()))]
+            if not (text[m.start()] == "." and is_abbreviation(text, m.start()))]
     out: list[tuple[str, str]] = []
     cursor = previous_end = 0
     for end in ends + [len(text)]:
@@ -236,7 +225,8 @@ def verify(text: str, hits: list[Hit], embed: Callable[[list[str]], np.ndarray],
             continue
         if len(supported) < len(valid):
             sentence = re.sub(r"\s+([.,;:!?])", r"\1", _MARKER_WITH_SPACE.sub(
-                lambda m: m.group(0) if int(m.group(1)) in supported else "", sentence)).strip()
+                lambda m, keep=frozenset(supported): m.group(0) if int(m.group(1)) in keep else "",
+                sentence)).strip()
         kept.append((sentence, separator))
         order.extend(n for n in supported if n not in order)
     if not kept:
@@ -318,7 +308,7 @@ def _call_model(model: BaseChatModel, messages: list[BaseMessage],
             parts.append(token)
             try:
                 stream_callback(token)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise LLMFailure("streaming to the client failed") from exc
     return "".join(parts)
 

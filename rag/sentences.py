@@ -13,7 +13,8 @@ _END = re.compile(r"[.!?][\"'”’)\]]*(?=\s+[\"'“‘(\[]?[A-Z0-9])|\n")
 _CLAUSE = re.compile(r";(?=\s)|:(?=\s*\n)")
 
 
-def _is_abbreviation(text: str, dot: int) -> bool:
+def is_abbreviation(text: str, dot: int) -> bool:
+    """Whether the full stop at ``dot`` ends an abbreviation or a reference, not a sentence."""
     start = dot
     while start > 0 and not text[start - 1].isspace() and text[start - 1] not in "(“\"":
         start -= 1
@@ -26,7 +27,7 @@ def _spans(text: str, start: int, end: int, pattern: re.Pattern[str], check_abbr
     spans: list[tuple[int, int]] = []
     cursor = start
     for match in pattern.finditer(text, start, end):
-        if check_abbrev and text[match.start()] == "." and _is_abbreviation(text, match.start()):
+        if check_abbrev and text[match.start()] == "." and is_abbreviation(text, match.start()):
             continue
         cut = match.end()
         spans.append((cursor, cut))
