@@ -60,7 +60,8 @@ class Engine:
             log.warning("index unreadable (%s); rebuilding", exc)
             build_index(settings, embedder, force=True)
             index = load_index(settings.index_dir, identity)
-        retriever = HybridRetriever(index.chunks, index.vectors, index.faiss_index, embedder, settings)
+        retriever = HybridRetriever(index.chunks, index.vectors, index.faiss_index, embedder, settings,
+                                    index.sentences, index.sentence_vectors)
         catalogue = Catalogue(corpus)
         vocabulary = Vocabulary([c.text for c in index.chunks] + catalogue.names)
         retriever.embed_query("outer space")  # load the model now, not on the first question

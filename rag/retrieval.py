@@ -48,9 +48,14 @@ class HybridRetriever:
     """Scores chunks for a query; everything it needs is built once at load."""
 
     def __init__(self, chunks: list[Chunk], vectors: np.ndarray, index: faiss.Index,
-                 embedder: Embedder, settings: Settings) -> None:
+                 embedder: Embedder, settings: Settings, sentences: np.ndarray | None = None,
+                 sentence_vectors: np.ndarray | None = None) -> None:
         self.chunks = chunks
         self.vectors = vectors
+        self.sentence_vectors = sentence_vectors
+        # Sentences are stored in chunk order: the first sentence row of each chunk that has any.
+        owners = sentences[:, 0] if sentences is not None and len(sentences) else np.zeros(0, np.int32)
+        self._sentence_owner, self._sentence_starts = np.unique(owners, return_index=True)
         self.index = index
         self.embedder = embedder
         self.settings = settings
@@ -80,7 +85,14 @@ class HybridRetriever:
         """The ``k`` best chunks for ``query`` (best first; ties keep corpus order)."""
         if not self.chunks or k <= 0:
             return []
-        dense = self.vectors @ self.embed_query(query)
+        query_vector = self.embed_query(query)
+        dense = self.vectors @ query_vector
+        weight_s = self.settings.sentence_weight
+        if weight_s and self.sentence_vectors is not None and len(self._sentence_starts):
+            # A passage is as close as its closest sentence: long passages dilute a precise match.
+            best = np.maximum.reduceat(self.sentence_vectors @ query_vector, self._sentence_starts)
+            dense = dense.copy()
+            dense[self._sentence_owner] = (1 - weight_s) * dense[self._sentence_owner] + weight_s * best
         lexical = self.lexical.scores(query)
         pool = np.arange(len(self.chunks)) if allowed is None else np.flatnonzero(allowed)
         if pool.size == 0:

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     dense_weight: float = 0.7
     named_document_boost: float = 0.25
     named_section_boost: float = 0.35
+    #: Share of a passage's dense score taken from its best-matching sentence.
+    sentence_weight: float = 0.5
     history_turns: int = 2
 
     # Answers
