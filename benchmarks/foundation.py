@@ -64,12 +64,21 @@ def main() -> None:
             started = time.perf_counter()
             engine.ask(item["question"], history=item.get("history"))
             ask_ms.append(1000 * (time.perf_counter() - started))
+        from rag.briefing import build_briefing, presets
+
+        briefing_s = []
+        for title, preset_questions in presets().items():
+            started = time.perf_counter()
+            build_briefing(engine, title, preset_questions)
+            briefing_s.append((time.perf_counter() - started, len(preset_questions)))
+    slowest = max(briefing_s)
     rows = [
         ("full build (process, incl. imports)", f"{full:.1f} s"),
         ("no-change build (process, incl. imports)", f"{unchanged:.1f} s"),
         ("rag.load() of a built index (process, incl. imports)", f"{load:.1f} s"),
         ("retrieve p50 / p95", f"{statistics.median(retrieve_ms):.1f} / {_percentile(retrieve_ms, 0.95):.1f} ms"),
         ("ask p50 / p95", f"{statistics.median(ask_ms):.1f} / {_percentile(ask_ms, 0.95):.1f} ms"),
+        ("slowest preset briefing, after load", f"{slowest[0]:.2f} s ({slowest[1]} questions)"),
     ]
     for name, value in rows:
         log.info("%-55s %s", name, value)

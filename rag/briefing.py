@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int, str], None]
 FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"),)
+FORMATS = (".md", ".html", ".htm", ".pdf")
 
 
 def presets() -> dict[str, list[str]]:
@@ -78,17 +79,17 @@ class Briefing:
         return [s for s in self.sections if s.answer.abstained]
 
 
-def build_briefing(engine, topic_or_file: str, date: dt.date | None = None,
+def build_briefing(engine, title: str, questions: list[str], date: dt.date | None = None,
                    progress: Progress | None = None) -> Briefing:
-    """Answer every question of the topic; number references across the whole briefing."""
-    title, questions = questions_for(topic_or_file)
+    """Answer every question (extractively, so the same corpus gives the same briefing);
+    number references across the whole briefing."""
     references: list[Reference] = []
     by_quote: dict[tuple[str, str], Reference] = {}
     sections: list[Section] = []
     for i, question in enumerate(questions, 1):
         if progress:
             progress(i - 1, len(questions), question)
-        answer = engine.ask(question)
+        answer = engine.ask(question, mode="extractive")
         mapping: dict[int, int] = {}
         section_refs = []
         for c in answer.citations:
@@ -196,13 +197,13 @@ def to_pdf(b: Briefing) -> bytes:
     def heading(text: str, size: int = 13) -> None:
         pdf.ln(3)
         pdf.set_font("DejaVu", "B", size)
-        pdf.multi_cell(width, 7, text, new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(width, 7, text, align="L", new_x="LMARGIN", new_y="NEXT")
         pdf.ln(1)
 
     def para(text: str, size: int = 10, indent: float = 0) -> None:
         pdf.set_font("DejaVu", "", size)
         pdf.set_x(pdf.l_margin + indent)
-        pdf.multi_cell(width - indent, 5, text, new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(width - indent, 5, text, align="L", new_x="LMARGIN", new_y="NEXT")
         pdf.ln(1)
 
     heading(b.title, 17)

@@ -78,10 +78,14 @@ def cmd_brief(args: argparse.Namespace) -> int:
     if not args.topic:
         raise ValueError("give a preset topic or a file of questions (see --list)")
     title, questions = briefing.questions_for(args.topic)
+    outputs = args.out or [f"{re.sub(r'[^a-z0-9]+', '-', title.lower()).strip('-')}.md"]
+    for out in outputs:
+        if Path(out).suffix.lower() not in briefing.FORMATS:
+            raise ValueError(f"{out}: choose an output ending in .md, .html or .pdf")
     engine = _engine(args)
     with tqdm(total=len(questions), desc="questions", disable=args.quiet) as bar:
-        built = briefing.build_briefing(engine, args.topic, progress=lambda i, n, q: bar.update(i - bar.n))
-    for out in args.out or [f"{re.sub(r'[^a-z0-9]+', '-', title.lower()).strip('-')}.md"]:
+        built = briefing.build_briefing(engine, title, questions, progress=lambda i, n, q: bar.update(i - bar.n))
+    for out in outputs:
         print(f"Wrote {briefing.write(built, Path(out))}")
     return 0
 

@@ -6,6 +6,7 @@ import logging
 
 import gradio as gr
 
+from rag.briefing import presets
 from rag.engine import Engine
 from rag.settings import Settings
 from ui.feedback import FeedbackLog
@@ -98,8 +99,8 @@ def build_app(engine: Engine, handlers: Handlers) -> gr.Blocks:
 
             inputs = [question, chat, answers, doc_filter, kind_filter, year_filter, mode, k]
             outputs = [chat, sources, status, answers, question, markdown]
-            ask_btn.click(handlers.ask, inputs, outputs, api_name="ask")
-            question.submit(handlers.ask, inputs, outputs, api_name=False)
+            ask_btn.click(handlers.ask_stream, inputs, outputs, api_name="ask")
+            question.submit(handlers.ask_stream, inputs, outputs, api_name=False)
             clear_btn.click(handlers.clear, None, outputs, api_name="clear")
             export_btn.click(handlers.export, answers, export_file, api_name="export")
 
@@ -107,6 +108,26 @@ def build_app(engine: Engine, handlers: Handlers) -> gr.Blocks:
                 return handlers.vote(state, data.index, data.liked)
 
             chat.like(on_like, answers, status, api_name=False)
+
+        with gr.Tab("Briefing"):
+            gr.Markdown("Build a cited onboarding briefing from a preset topic or your own questions.")
+            with gr.Row():
+                preset = gr.Dropdown(list(presets()), label="Preset topic", elem_id="brief-preset")
+                custom = gr.Textbox(label="Or your own questions, one per line", lines=4,
+                                    elem_id="brief-questions")
+            brief_btn = gr.Button("Build briefing", variant="primary", elem_id="brief-build")
+            brief_status = gr.Markdown(elem_id="brief-status")
+            brief_files = gr.File(label="Download", file_count="multiple", elem_id="brief-files")
+            brief_view = gr.HTML(elem_id="brief-preview")
+
+            def build_briefing(preset_name, questions, progress=gr.Progress()):
+                def report(done: int, total: int, current: str) -> None:
+                    progress((done, total), desc=current)
+
+                return handlers.briefing(preset_name, questions, report)
+
+            brief_btn.click(build_briefing, [preset, custom], [brief_view, brief_files, brief_status],
+                            api_name="briefing")
 
         with gr.Tab("Documents"):
             with gr.Row():

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import queue
+import re
 import tempfile
+import threading
 from pathlib import Path
 
+from rag import briefing
 from rag.citations import Answer
 from rag.engine import Engine
 from ui.feedback import FeedbackLog
@@ -27,7 +32,8 @@ class Handlers:
 
     # -- chat ----------------------------------------------------------------------
     def ask(self, question: str, chat: list, answers: list[Answer], doc_ids: list[str] | None,
-            kinds: list[str] | None, years: list | None, mode: str | None, k: float | None):
+            kinds: list[str] | None, years: list | None, mode: str | None, k: float | None,
+            stream=None):
         """Returns (chat, sources html, status, answers, cleared question, answer markdown)."""
         chat = list(chat or [])
         answers = list(answers or [])
@@ -36,7 +42,8 @@ class Handlers:
         try:
             answer = self.engine.ask(question, history=history, mode=mode or None,
                                      k=int(k) if k else None, doc_ids=doc_ids or None,
-                                     kinds=kinds or None, years=[int(y) for y in years or []] or None)
+                                     kinds=kinds or None, years=[int(y) for y in years or []] or None,
+                                     stream=stream)
         except ValueError as exc:
             return chat, self.sources(answers), f"⚠️ {exc}", answers, question, ""
         except Exception:  # a bug must not reach the user as a traceback
@@ -49,6 +56,31 @@ class Handlers:
         status = ("Not found in the corpus: related passages are listed, not an answer."
                   if answer.abstained else f"Answered with {len(answer.citations)} cited passage(s).")
         return chat, self.sources(answers), status, answers, "", answer.to_markdown()
+
+    def ask_stream(self, question: str, chat: list, answers: list[Answer], doc_ids, kinds, years, mode, k):
+        """Like ``ask``, but while an LLM writes, yields the text so far (unverified, marked as
+        such); the last value is the verified answer, which replaces it."""
+        if mode != "llm" or not self.engine.llm_available:
+            yield self.ask(question, chat, answers, doc_ids, kinds, years, mode, k)
+            return
+        tokens: queue.Queue = queue.Queue()
+        result: list = []
+
+        def work() -> None:
+            try:
+                result.append(self.ask(question, chat, answers, doc_ids, kinds, years, mode, k, tokens.put))
+            finally:
+                tokens.put(None)
+
+        threading.Thread(target=work, daemon=True).start()
+        draft = ""
+        shown = list(chat or []) + [{"role": "user", "content": escape_markdown(question)}]
+        while (token := tokens.get()) is not None:
+            draft += token
+            yield (shown + [{"role": "assistant", "content": escape_markdown(draft) + " …"}],
+                   self.sources(answers), "Writing the answer; citations are checked when it is done…",
+                   answers, question, "")
+        yield result[0]
 
     def sources(self, answers: list[Answer]) -> str:
         """Sources of every answer, newest first, so older markers still resolve."""
@@ -72,6 +104,34 @@ class Handlers:
         path = self._export_dir / f"conversation-{len(answers)}.md"
         path.write_text(conversation_markdown(answers, self.engine.index.fingerprint), encoding="utf-8")
         return str(path)
+
+    # -- briefings -----------------------------------------------------------------
+    def briefing(self, preset: str | None, custom: str | None, progress=None):
+        """(preview html, files to download, status) for a preset or typed questions."""
+        lines = [q.strip() for q in (custom or "").splitlines() if q.strip()]
+        try:
+            if lines:
+                title, questions = "Briefing", lines
+                if len(lines) > 30:
+                    raise ValueError("Please give at most 30 questions per briefing.")
+            elif preset:
+                title, questions = briefing.questions_for(preset)
+            else:
+                raise ValueError("Choose a preset topic or type questions, one per line.")
+            built = briefing.build_briefing(self.engine, title, questions, dt.date.today(), progress)
+        except ValueError as exc:
+            return "", [], f"⚠️ {exc}"
+        stem = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+        folder = Path(tempfile.mkdtemp(dir=self._export_dir))
+        files = [str(briefing.write(built, folder / f"{stem}{suffix}")) for suffix in (".md", ".html")]
+        try:
+            files.append(str(briefing.write(built, folder / f"{stem}.pdf")))
+        except ValueError as exc:  # no Unicode font on this machine: the other formats still work
+            log.warning("%s", exc)
+        body = re.search(r"<body>(.*)</body>", briefing.to_html(built), re.DOTALL)
+        status = (f"Built {len(built.covered)} answered section(s); "
+                  f"{len(built.not_covered)} question(s) not covered by the corpus.")
+        return body.group(1) if body else "", files, status
 
     # -- documents -----------------------------------------------------------------
     def document(self, doc_id: str | None):
