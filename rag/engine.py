@@ -16,7 +16,7 @@ from rag.embedding import Embedder
 from rag.followup import standalone_query
 from rag.index_store import IndexError_, LoadedIndex, build_index, check_index, expected_identity, load_index
 from rag.instruments import Catalogue
-from rag.llm import llm_answer, make_chat_model
+from rag.llm import condense, llm_answer, make_chat_model
 from rag.retrieval import Hit, HybridRetriever
 from rag.settings import Settings
 from rag.validation import InvalidQuestion, clean_history, clean_question
@@ -119,7 +119,9 @@ class Engine:
         """Validated question -> standalone query -> hybrid search -> hits, best first."""
         question = clean_question(question, self.settings.max_question_chars)
         k = self._check_k(k)
-        query = standalone_query(question, clean_history(history), self.catalogue, self.settings.history_turns)
+        history = clean_history(history)
+        condensed = condense(self.chat_model, question, history) if self.chat_model and history else None
+        query = condensed or standalone_query(question, history, self.catalogue, self.settings.history_turns)
         cues = self.catalogue.cues(query)
         allowed = self.retriever.allowed_mask(doc_ids, kinds, years)
         return self.retriever.search(self.catalogue.without_names(query), k, cues, allowed)

@@ -65,3 +65,21 @@ def test_llm_mode_requires_configuration(real_engine):
     with pytest.raises(ValueError, match="not configured"):
         real_engine.ask(QUESTION, mode="llm")
     assert Settings().llm_provider == "none"
+
+
+def test_follow_ups_are_condensed_by_the_model(llm_engine):
+    engine, server = llm_engine
+    server.script(Reply("Who bears the expenses of recovering a space object under the Rescue Agreement?"))
+    history = [{"role": "user", "content": "What does the Rescue Agreement say about space objects landing abroad?"},
+               {"role": "assistant", "content": "The State must notify the launching authority."}]
+    docs = engine.retrieve("Who pays for that?", k=3, history=history)
+    assert "Rescue" in str(server.requests[-1]) and "Who pays for that?" in str(server.requests[-1])
+    assert docs[0].metadata["doc_id"] == "rescue-agreement-1968"
+
+
+def test_condensing_failure_falls_back_to_the_rule_based_rewrite(llm_engine):
+    engine, server = llm_engine
+    server.script(Status(500))
+    history = [{"role": "user", "content": "What does the Rescue Agreement say about space objects landing abroad?"}]
+    docs = engine.retrieve("Who bears the expenses of recovering and returning it?", k=3, history=history)
+    assert any(d.metadata["doc_id"] == "rescue-agreement-1968" for d in docs)
