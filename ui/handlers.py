@@ -36,7 +36,9 @@ class Handlers:
             stream=None):
         """Returns (chat, sources html, status, answers, cleared question, answer markdown)."""
         chat = list(chat or [])
-        answers = list(answers or [])
+        # The chat may have been cleared or cut (its trash button, an API client starting over):
+        # the conversation is what the chat shows, one answer per user/assistant pair.
+        answers = list(answers or [])[: len(chat) // 2]
         history = [m for a in answers for m in ({"role": "user", "content": a.question},
                                                  {"role": "assistant", "content": a.text})]
         try:
