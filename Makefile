@@ -4,12 +4,12 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTHON ?= python3
 
-.PHONY: run test setup index eval bench lint clean
+.PHONY: run test setup index eval bench load-test lint clean
 
-# Until the web app lands, `run` builds the index if needed and answers an example question.
+# `run` builds the index when missing or stale, then serves the app on http://127.0.0.1:7860
 run: setup
 	$(VENV)/bin/spacesec build --quiet
-	$(VENV)/bin/spacesec ask "What does the Outer Space Treaty say about nuclear weapons in orbit?"
+	$(VENV)/bin/spacesec serve
 
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider
@@ -30,7 +30,10 @@ eval: setup
 	$(VENV)/bin/spacesec eval --qa ../shared/eval/dev.jsonl
 
 bench: setup
-	$(VENV)/bin/spacesec bench
+	$(PY) benchmarks/run.py
+
+load-test: setup
+	$(PY) benchmarks/load_test.py --clients 20 --seconds 60
 
 lint: setup
 	$(VENV)/bin/ruff check rag ui tests benchmarks

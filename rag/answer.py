@@ -123,7 +123,7 @@ class AnswerComposer:
         for n, pick in enumerate(picks, 1):
             chunk = pick.hit.chunk
             start, end = _trim(chunk.text, pick.start, pick.end)
-            citations.append(Citation.from_chunk(n, chunk, start, end, pick.score))
+            citations.append(Citation.from_chunk(n, chunk, start, end, pick.hit.dense))
             quote = f"\u201c{chunk.text[start:end]}\u201d [{n}]."
             where = (chunk.doc_id, chunk.section)
             if where == previous:

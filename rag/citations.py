@@ -22,7 +22,7 @@ class Citation:
     text: str
     short_title: str = ""
     year: int = 0
-    score: float = 0.0
+    score: float = 0.0  # relevance: cosine similarity of the passage to the question
     quote_start: int = 0
 
     @classmethod

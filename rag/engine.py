@@ -18,6 +18,7 @@ from rag.index_store import IndexError_, LoadedIndex, build_index, check_index, 
 from rag.instruments import Catalogue
 from rag.llm import condense, llm_answer, make_chat_model
 from rag.retrieval import Hit, HybridRetriever
+from rag.sentences import answer_units
 from rag.settings import Settings
 from rag.validation import InvalidQuestion, clean_history, clean_question
 
@@ -147,11 +148,17 @@ class Engine:
 
 def abstain(question: str, reason: str, hits: list[Hit]) -> Answer:
     """The corpus does not answer: say so, and list the closest passages as related only."""
-    related = [Citation.from_chunk(n, h.chunk, 0, min(len(h.chunk.text), 300), h.score)
+    related = [Citation.from_chunk(n, h.chunk, *_lead_sentence(h.chunk.text), h.dense)
                for n, h in enumerate(hits[:3], 1)]
     text = (f"Not found in the corpus: {reason}. The passages below are the closest the corpus has; "
             "they are related material, not an answer.")
     return Answer(question=question, text=text, citations=[], abstained=True, related=related)
+
+
+def _lead_sentence(text: str) -> tuple[int, int]:
+    """The first sentence of a passage that is not a heading (the passage itself if none)."""
+    units = answer_units(text)
+    return units[0] if units else (0, len(text))
 
 
 def to_document(hit: Hit) -> Document:

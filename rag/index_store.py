@@ -195,9 +195,24 @@ def _embed_cached(texts: list[str], known: dict[str, np.ndarray], embedder: Embe
     return np.stack([known[k] for k in keys]).astype(np.float32), len(missing)
 
 
-def make_faiss_index(vectors: np.ndarray) -> faiss.Index:
-    """Exact inner-product search (vectors are normalised, so this is cosine)."""
-    index = faiss.IndexFlatIP(vectors.shape[1])
+def choose_faiss_index(passages: int, settings: Settings | None = None) -> str:
+    """The FAISS index class for ``passages`` vectors: exact ``IndexFlatIP`` up to
+    ``settings.exact_search_max_passages`` (or always without settings), ``IndexHNSWFlat`` above."""
+    if settings is None or passages <= settings.exact_search_max_passages:
+        return "IndexFlatIP"
+    return "IndexHNSWFlat"
+
+
+def make_faiss_index(vectors: np.ndarray, settings: Settings | None = None) -> faiss.Index:
+    """Inner-product search over ``vectors`` (normalised, so this is cosine); the class is
+    chosen by ``choose_faiss_index``. HNSW keeps searches fast at a million passages."""
+    dimension = vectors.shape[1]
+    if choose_faiss_index(len(vectors), settings) == "IndexFlatIP":
+        index = faiss.IndexFlatIP(dimension)
+    else:
+        index = faiss.IndexHNSWFlat(dimension, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = settings.hnsw_ef_construction
+        index.hnsw.efSearch = settings.hnsw_ef_search
     index.add(vectors)
     return index
 
@@ -233,8 +248,11 @@ def build_index(settings: Settings, embedder: Embedder, force: bool = False, pro
         with _build_lock(index_dir):
             if not force and check_index(index_dir, identity) is None:
                 manifest = read_manifest(index_dir)
-                return BuildReport(len(corpus.documents), manifest["chunk_count"], 0,
-                                   time.perf_counter() - started, False, manifest["fingerprint"])
+                wanted = choose_faiss_index(manifest["chunk_count"], settings)
+                if manifest.get("faiss_index") == wanted:
+                    return BuildReport(len(corpus.documents), manifest["chunk_count"], 0,
+                                       time.perf_counter() - started, False, manifest["fingerprint"])
+                log.info("the index should now be %s; rebuilding it (nothing is re-embedded)", wanted)
             chunks = chunk_corpus(corpus, embedder, settings, progress)
             spans = np.array([(i, a, b) for i, c in enumerate(chunks) for a, b in answer_units(c.text)],
                              dtype=np.int32).reshape(-1, 3)
@@ -243,7 +261,8 @@ def build_index(settings: Settings, embedder: Embedder, force: bool = False, pro
                                               settings.embedder, progress)
             sentence_vectors, more = _embed_cached(sentence_texts(chunks, spans), known, embedder,
                                                    settings.embedder, progress)
-            fp = _write_build(index_dir, identity, chunks, vectors, spans, sentence_vectors)
+            fp = _write_build(index_dir, identity, chunks, vectors, spans, sentence_vectors,
+                              make_faiss_index(vectors, settings))
     except PermissionError as exc:
         raise IndexError_(f"cannot write the index in {index_dir} ({exc.strerror}); "
                           "make it writable or set SPACESEC_INDEX_DIR to a writable folder.") from exc
@@ -254,7 +273,7 @@ def build_index(settings: Settings, embedder: Embedder, force: bool = False, pro
 
 
 def _write_build(index_dir: Path, identity: dict, chunks: list[Chunk], vectors: np.ndarray,
-                 spans: np.ndarray, sentence_vectors: np.ndarray) -> str:
+                 spans: np.ndarray, sentence_vectors: np.ndarray, faiss_index: faiss.Index) -> str:
     fp = fingerprint(identity)
     builds = index_dir / "builds"
     builds.mkdir(parents=True, exist_ok=True)
@@ -265,13 +284,13 @@ def _write_build(index_dir: Path, identity: dict, chunks: list[Chunk], vectors: 
         for chunk in chunks:
             handle.write(json.dumps(chunk.to_dict(), ensure_ascii=False) + "\n")
     np.save(tmp / VECTORS_FILE, vectors, allow_pickle=False)
-    faiss.write_index(make_faiss_index(vectors), str(tmp / FAISS_FILE))
+    faiss.write_index(faiss_index, str(tmp / FAISS_FILE))
     np.save(tmp / SENTENCES_FILE, spans, allow_pickle=False)
     np.save(tmp / SENTENCE_VECTORS_FILE, sentence_vectors, allow_pickle=False)
     files = {name: _sha256(tmp / name) for name in DATA_FILES}
     manifest = identity | {
         "fingerprint": fp, "files": files, "chunk_count": len(chunks),
-        "dimension": int(vectors.shape[1]), "faiss_index": "IndexFlatIP",
+        "dimension": int(vectors.shape[1]), "faiss_index": type(faiss_index).__name__,
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")

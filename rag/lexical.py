@@ -43,9 +43,35 @@ class LexicalIndex:
         self._vocab = set(self._bm25.vocab_dict)
         self.size = len(texts)
 
+    def _terms(self, query: str) -> list[str]:
+        return [t for t in tokenize(query) if t in self._vocab]
+
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every chunk for ``query`` (zeros when no query term is known)."""
-        terms = [t for t in tokenize(query) if t in self._vocab]
+        terms = self._terms(query)
         if not terms:
             return np.zeros(self.size, dtype=np.float32)
         return np.asarray(self._bm25.get_scores(terms), dtype=np.float32)
+
+    def top(self, query: str, k: int, allowed: np.ndarray | None = None) -> np.ndarray:
+        """Ids of the (at most) ``k`` best chunks for ``query`` among the ``allowed`` ones,
+        best first; chunks sharing no term with the query are left out."""
+        terms = self._terms(query)
+        if not terms or k <= 0:
+            return np.zeros(0, dtype=np.int64)
+        mask = None if allowed is None else allowed.astype(np.float32)
+        ids, scores = self._bm25.retrieve([terms], k=min(k, self.size), weight_mask=mask, show_progress=False)
+        return ids[0][scores[0] > 0].astype(np.int64)
+
+    def scores_of(self, query: str, ids: np.ndarray) -> np.ndarray:
+        """BM25 score of the chunks ``ids`` for ``query``, read from the index's term columns
+        (no score vector over the whole corpus)."""
+        matrix = self._bm25.scores  # sparse, one column per term: chunk ids ascending, scores
+        total = np.zeros(len(ids), dtype=np.float32)
+        for term in self._bm25.get_tokens_ids(self._terms(query)):
+            start, end = matrix["indptr"][term], matrix["indptr"][term + 1]
+            chunks = matrix["indices"][start:end]
+            at = np.minimum(np.searchsorted(chunks, ids), max(len(chunks) - 1, 0))
+            found = chunks[at] == ids if len(chunks) else np.zeros(len(ids), dtype=bool)
+            total[found] += matrix["data"][start:end][at[found]]
+        return total

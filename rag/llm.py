@@ -342,7 +342,7 @@ def llm_answer(model: BaseChatModel, question: str, hits: list[Hit],
         renumber = {old: new for new, old in enumerate(order, 1)}
         text = _MARKER.sub(lambda m: "[" + str(renumber[int(m.group(1))]) + "]", text)
         citations = [Citation.from_chunk(renumber[old], hits[old - 1].chunk, 0,
-                                         len(hits[old - 1].chunk.text), hits[old - 1].score)
+                                         len(hits[old - 1].chunk.text), hits[old - 1].dense)
                      for old in order]
         answer = Answer(question=question, text=text, citations=citations, abstained=False,
                         mode="llm", notice=" ".join(notes))

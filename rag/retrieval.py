@@ -26,6 +26,9 @@ class Hit:
     lexical: float
 
 
+_NO_CANDIDATES = (np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.float32))
+
+
 def _minmax(values: np.ndarray) -> np.ndarray:
     low, high = float(values.min()), float(values.max())
     return np.zeros_like(values) if high - low < 1e-9 else (values - low) / (high - low)
@@ -86,6 +89,23 @@ class HybridRetriever:
         if not self.chunks or k <= 0:
             return []
         query_vector = self.embed_query(query)
+        if len(self.chunks) > self.settings.exact_search_max_passages:
+            candidates, dense, lexical = self._indexed_candidates(query, query_vector, allowed)
+        else:
+            candidates, dense, lexical = self._exact_candidates(query, query_vector, allowed)
+        if candidates.size == 0:
+            return []
+        weight = self.settings.dense_weight
+        fused = weight * _minmax(dense) + (1 - weight) * _minmax(lexical)
+        fused += self._boosts(candidates, cues)
+        order = _cover_named(list(np.lexsort((candidates, -fused))), candidates, self._doc_of, cues)[:k]
+        return [Hit(self.chunks[candidates[i]], float(fused[i]), float(dense[i]), float(lexical[i]))
+                for i in order]
+
+    def _exact_candidates(self, query: str, query_vector: np.ndarray,
+                          allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Small corpora: score every chunk exactly; the pool's best by each score are the
+        candidates. Returns (candidate ids, their dense scores, their lexical scores)."""
         dense = self.vectors @ query_vector
         weight_s = self.settings.sentence_weight
         if weight_s and self.sentence_vectors is not None and len(self._sentence_starts):
@@ -96,17 +116,55 @@ class HybridRetriever:
         lexical = self.lexical.scores(query)
         pool = np.arange(len(self.chunks)) if allowed is None else np.flatnonzero(allowed)
         if pool.size == 0:
-            return []
+            return _NO_CANDIDATES
         size = min(self.settings.candidate_pool, pool.size)
         by_dense = pool[np.argsort(-dense[pool], kind="stable")[:size]]
         by_lexical = pool[np.argsort(-lexical[pool], kind="stable")[:size]]
         candidates = np.union1d(by_dense, by_lexical)
-        weight = self.settings.dense_weight
-        fused = weight * _minmax(dense[candidates]) + (1 - weight) * _minmax(lexical[candidates])
-        fused += self._boosts(candidates, cues)
-        order = _cover_named(list(np.lexsort((candidates, -fused))), candidates, self._doc_of, cues)[:k]
-        return [Hit(self.chunks[candidates[i]], float(fused[i]), float(dense[candidates[i]]),
-                    float(lexical[candidates[i]])) for i in order]
+        return candidates, dense[candidates], lexical[candidates]
+
+    def _indexed_candidates(self, query: str, query_vector: np.ndarray,
+                            allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Large corpora: candidates from a FAISS top-k and a BM25 top-k, then exact scores
+        for those candidates only. Returns what ``_exact_candidates`` returns."""
+        size = self.settings.candidate_pool
+        candidates = np.union1d(self._dense_top(query_vector, size, allowed),
+                                self.lexical.top(query, size, allowed))
+        if candidates.size == 0:
+            return _NO_CANDIDATES
+        dense = self._blend_sentences(candidates, self.vectors[candidates] @ query_vector, query_vector)
+        return candidates, dense, self.lexical.scores_of(query, candidates)
+
+    def _dense_top(self, query_vector: np.ndarray, size: int, allowed: np.ndarray | None) -> np.ndarray:
+        """Ids of the ``size`` chunks nearest ``query_vector`` by the FAISS index, among the
+        ``allowed`` ones. When filters leave few chunks, those are scored exactly instead."""
+        selector, bits = None, None
+        if allowed is not None:
+            pool = np.flatnonzero(allowed)
+            if pool.size <= self.settings.exact_search_max_passages:
+                return pool[np.argsort(-(self.vectors[pool] @ query_vector), kind="stable")[:size]]
+            bits = np.packbits(allowed, bitorder="little")  # must outlive the search below
+            selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bits))
+        if isinstance(self.index, faiss.IndexHNSW):
+            params = faiss.SearchParametersHNSW(efSearch=max(self.settings.hnsw_ef_search, size), sel=selector)
+        else:
+            params = faiss.SearchParameters(sel=selector)
+        _, ids = self.index.search(query_vector.reshape(1, -1), size, params=params)
+        return ids[0][ids[0] >= 0]
+
+    def _blend_sentences(self, candidates: np.ndarray, dense: np.ndarray, query_vector: np.ndarray) -> np.ndarray:
+        """``dense`` with each candidate's best sentence score blended in, as the exact path does."""
+        weight_s = self.settings.sentence_weight
+        if not weight_s or self.sentence_vectors is None or not len(self._sentence_starts):
+            return dense
+        slots = np.searchsorted(self._sentence_owner, candidates)
+        ends = np.append(self._sentence_starts[1:], len(self.sentence_vectors))
+        blended = dense.copy()
+        for j, slot in enumerate(slots):
+            if slot < len(self._sentence_owner) and self._sentence_owner[slot] == candidates[j]:
+                rows = self.sentence_vectors[self._sentence_starts[slot]:ends[slot]]
+                blended[j] = (1 - weight_s) * dense[j] + weight_s * float((rows @ query_vector).max())
+        return blended
 
     def _boosts(self, candidates: np.ndarray, cues: QueryCues) -> np.ndarray:
         boosts = np.zeros(len(candidates), dtype=np.float32)

@@ -38,6 +38,14 @@ class Settings(BaseSettings):
     #: Share of a passage's dense score taken from its best-matching sentence.
     sentence_weight: float = 0.5
     history_turns: int = 2
+    #: Up to this many passages every score is exact (FAISS flat index, full score vectors);
+    #: above it the index is HNSW and candidates come from approximate top-k searches.
+    exact_search_max_passages: int = 50_000
+    #: HNSW graph degree and build-time beam (used above ``exact_search_max_passages``).
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 80
+    #: HNSW search beam; raised to the candidate pool when that is larger.
+    hnsw_ef_search: int = 128
 
     # Answers
     max_answer_sentences: int = 3
