@@ -20,13 +20,13 @@ _CURRENT_STATE = re.compile(
 )
 _NUMBER = re.compile(r"\b\d+(?:[./-]\d+)*\b")
 _ACRONYM = re.compile(r"\b[A-Z][A-Z0-9-]{1,9}s?\b")
-_CAPITALISED_RUN = re.compile(r"\b(?:[A-Z][a-z'’]+(?:\s+|$)){3,}")
+_CAPITALISED_RUN = re.compile(r"\b[A-Z][a-z'’]+(?:\s+[A-Z][a-z'’]+)+\b")
 _SAFE_ACRONYMS = frozenset({"UN", "US", "USA", "UK", "EU", "OST", "LTS", "NPS", "CSPO", "ASAT", "DA-ASAT"})
 _NUMBER_WORDS = ("one two three four five six seven eight nine ten eleven twelve fifteen twenty thirty "
                  "forty fifty sixty hundred thousand million first second third once twice annual "
                  "annually daily monthly yearly").split()
 _MONTHS = ("january february march april may june july august september october november december").split()
-_ASKS_NUMBER = re.compile(r"\b(how (?:many|much|long|far|high|often|soon)|what (?:altitude|height|distance|"
+_ASKS_NUMBER = re.compile(r"\b(how (?:many|much|long|far|high|soon)|what (?:altitude|height|distance|"
                           r"percentage|number|amount|dose|limit))\b", re.IGNORECASE)
 _ASKS_DATE = re.compile(r"^\W*when\b|\b(?:what|which) (?:year|date)\b", re.IGNORECASE)
 
@@ -73,13 +73,33 @@ def _has_number(text: str) -> bool:
     return bool(re.search(r"\d", text)) or any(re.search(rf"\b{w}\b", lower) for w in _NUMBER_WORDS)
 
 
+def _has_date(text: str) -> bool:
+    lower = text.lower()
+    return (bool(re.search(r"\b(?:1[89]|20)\d\d\b", text)) or any(m in lower for m in _MONTHS)
+            or bool(re.search(r"\b(before|after|prior to|upon|within|once)\b", lower)))
+
+
+def expected_answer_type(question: str) -> str | None:
+    """"number" or "date" when the question asks for one, else None."""
+    if _ASKS_NUMBER.search(question):
+        return "number"
+    if _ASKS_DATE.search(question):
+        return "date"
+    return None
+
+
+def has_answer_type(text: str, answer_type: str | None) -> bool:
+    text = re.sub(r"(?m)^\s*(?:\d+\.|\([a-z0-9]+\))\s+", "", text)  # list numbering is no answer
+    if answer_type == "number":
+        return _has_number(text)
+    if answer_type == "date":
+        return _has_date(text)
+    return True
+
+
 def lacks_answer_type(question: str, answer_texts: list[str]) -> str | None:
     """When the question asks for a number or a date that no selected sentence contains."""
-    joined = " ".join(answer_texts)
-    if _ASKS_NUMBER.search(question) and not _has_number(joined):
-        return "no passage gives the figure the question asks for"
-    if _ASKS_DATE.search(question) and not (re.search(r"\b1[89]\d\d|20\d\d\b", joined)
-                                            or any(m in joined.lower() for m in _MONTHS)
-                                            or re.search(r"\b(before|after|prior to|upon|within|once)\b", joined.lower())):
-        return "no passage gives the date the question asks for"
+    wanted = expected_answer_type(question)
+    if wanted and not has_answer_type(" ".join(answer_texts), wanted):
+        return f"no passage gives the {'figure' if wanted == 'number' else 'date'} the question asks for"
     return None

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rag.abstention import expected_answer_type, has_answer_type
 from rag.chunking import Chunk
 from rag.citations import Answer, Citation
 from rag.index_store import LoadedIndex
@@ -23,6 +24,8 @@ _LEADING_NUMBER = re.compile(r"^(?:\d+\.\s+)")
 PREAMBLE_PENALTY = 0.05
 #: A sentence from the instrument (or part) the question names beats a look-alike elsewhere.
 NAMED_BONUS = 0.1
+#: A sentence with what the question asks for (a figure for "how many", a date for "when").
+ANSWER_TYPE_BONUS = 0.1
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class AnswerComposer:
         if not hits:
             return []
         terms = set(tokenize(content_question))
+        wanted = expected_answer_type(content_question)
         top = max(h.score for h in hits) or 1.0
         candidates: list[Pick] = []
         for hit in hits[: self.settings.answer_passages]:
@@ -80,6 +84,8 @@ class AnswerComposer:
                     score += NAMED_BONUS
                 if cues.parts and section_ref(hit.chunk.section) in cues.parts:
                     score += NAMED_BONUS
+                if wanted and has_answer_type(text, wanted):
+                    score += ANSWER_TYPE_BONUS
                 candidates.append(Pick(hit, row, start, end, score))
         candidates.sort(key=lambda p: (-p.score, p.row))
         return self._mmr(candidates, cues)

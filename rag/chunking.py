@@ -16,7 +16,7 @@ from rag.corpus import DocumentInfo
 from rag.sentences import clause_spans, sentence_spans
 
 # Bump when chunking or answer-sentence splitting changes: it makes existing indexes stale.
-CHUNKER_VERSION = "6"
+CHUNKER_VERSION = "8"
 
 TokenCounter = Callable[[str], int]
 
@@ -204,7 +204,8 @@ def _fit(spans: list[tuple[int, int]], text: str, fits: Callable[[int, int], boo
             if splitters:
                 pieces = splitters[0](text, start, end)
                 if len(pieces) > 1:
-                    runs.extend(_fit(pieces, text, fits, splitters[1:]))
+                    # The last splitter (halving at a space) repeats until the pieces fit.
+                    runs.extend(_fit(pieces, text, fits, splitters[1:] or splitters))
                     continue
                 runs.extend(_fit([(start, end)], text, fits, splitters[1:]))
                 continue

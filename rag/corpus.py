@@ -92,6 +92,8 @@ def load_corpus(directory: Path) -> Corpus:
     docs: list[DocumentInfo] = []
     seen: set[str] = set()
     for entry in entries:
+        if not isinstance(entry, dict):
+            raise CorpusError(f"{directory / MANIFEST_NAME}: entry {entry!r} is not a document record")
         name = entry.get("file", "?")
         try:
             doc = DocumentInfo(**{k: v for k, v in entry.items() if k in fields})

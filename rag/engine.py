@@ -90,7 +90,8 @@ class Engine:
         if mode == "llm" and not self.llm_available:
             raise InvalidQuestion("The LLM answer mode is not configured (set SPACESEC_LLM_PROVIDER, "
                                   "SPACESEC_LLM_MODEL and SPACESEC_LLM_BASE_URL); use 'extractive'.")
-        hits = self.search(question, k or self.settings.answer_passages, history, doc_ids, kinds, years)
+        hits = self.search(question, self.settings.answer_passages if k is None else k, history,
+                           doc_ids, kinds, years)
         content = self.catalogue.without_names(question)
         vector = self.retriever.embed_query(question)
         reason = unanswerable_reason(content, self.vocabulary) or self._off_topic(vector)
@@ -124,7 +125,7 @@ class Engine:
         condensed = condense(self.chat_model, question, history) if self.chat_model and history else None
         query = condensed or standalone_query(question, history, self.catalogue, self.settings.history_turns)
         cues = self.catalogue.cues(query)
-        allowed = self.retriever.allowed_mask(doc_ids, kinds, years)
+        allowed = self.retriever.allowed_mask(*self._check_filters(doc_ids, kinds, years))
         return self.retriever.search(self.catalogue.without_names(query), k, cues, allowed)
 
     def retrieve(self, question: str, k: int | None = None, history: list | None = None,
@@ -138,6 +139,29 @@ class Engine:
         from rag.langchain_retriever import CorpusRetriever
 
         return CorpusRetriever(engine=self, k=self._check_k(k), **filters)
+
+    def _check_filters(self, doc_ids, kinds, years) -> tuple[list | None, list | None, list | None]:
+        """Filters as lists of known values; a single value is accepted, an unknown one refused."""
+        known = {"document": {d.doc_id for d in self.corpus.documents},
+                 "kind": {d.kind for d in self.corpus.documents},
+                 "year": {d.year for d in self.corpus.documents}}
+        checked = []
+        for name, values in (("document", doc_ids), ("kind", kinds), ("year", years)):
+            if values is None or values == []:
+                checked.append(None)
+                continue
+            values = [values] if isinstance(values, str | int) else list(values)
+            if name == "year":
+                try:
+                    values = [int(v) for v in values]
+                except (TypeError, ValueError):
+                    raise InvalidQuestion(f"Years must be whole numbers, not {values!r}.") from None
+            unknown = [v for v in values if v not in known[name]]
+            if unknown:
+                raise InvalidQuestion(f"Unknown {name} {unknown[0]!r}; choose from "
+                                      f"{', '.join(map(str, sorted(known[name])))}.")
+            checked.append(values)
+        return checked[0], checked[1], checked[2]
 
     def _check_k(self, k: int | None) -> int:
         k = self.settings.top_k if k is None else k

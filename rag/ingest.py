@@ -31,6 +31,10 @@ class NewDocument:
     entry: dict
 
 
+def _size(n: int) -> str:
+    return f"{n:,} bytes ({n / 2**20:.1f} MiB)"
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:100]
 
@@ -85,7 +89,7 @@ def read_document(path: Path, max_bytes: int) -> tuple[str, str, str]:
         raise IngestError(f"{path.name}: unsupported type '{suffix}'; use one of {', '.join(SUPPORTED)}")
     size = path.stat().st_size
     if size > max_bytes:
-        raise IngestError(f"{path.name}: {size / 1e6:.1f} MB is over the {max_bytes / 1e6:.0f} MB limit")
+        raise IngestError(f"{path.name}: {_size(size)} is over the {_size(max_bytes)} limit")
     data = path.read_bytes()
     title = ""
     if suffix == ".pdf":

@@ -27,10 +27,10 @@ class CorpusRetriever(BaseRetriever):
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun,
                                 k: int | None = None) -> list[Document]:
-        return self.engine.retrieve(query, k=k or self.k, doc_ids=self.doc_ids,
+        return self.engine.retrieve(query, k=self.k if k is None else k, doc_ids=self.doc_ids,
                                     kinds=self.kinds, years=self.years)
 
     async def _aget_relevant_documents(self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun,
                                        k: int | None = None) -> list[Document]:
-        return await asyncio.to_thread(self.engine.retrieve, query, k=k or self.k, doc_ids=self.doc_ids,
+        return await asyncio.to_thread(self.engine.retrieve, query, k=self.k if k is None else k, doc_ids=self.doc_ids,
                                        kinds=self.kinds, years=self.years)

@@ -136,12 +136,13 @@ class HybridRetriever:
         return candidates, dense, self.lexical.scores_of(query, candidates)
 
     def _dense_top(self, query_vector: np.ndarray, size: int, allowed: np.ndarray | None) -> np.ndarray:
-        """Ids of the ``size`` chunks nearest ``query_vector`` by the FAISS index, among the
-        ``allowed`` ones. When filters leave few chunks, those are scored exactly instead."""
+        """Ids of the ``size`` chunks nearest ``query_vector`` by the FAISS index (best first),
+        among the ``allowed`` ones. When filters leave at most 1% of the chunks, those are
+        scored exactly instead: cheap for so few, and a graph search would wander long."""
         selector, bits = None, None
         if allowed is not None:
             pool = np.flatnonzero(allowed)
-            if pool.size <= self.settings.exact_search_max_passages:
+            if pool.size <= len(allowed) // 100:
                 return pool[np.argsort(-(self.vectors[pool] @ query_vector), kind="stable")[:size]]
             bits = np.packbits(allowed, bitorder="little")  # must outlive the search below
             selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bits))

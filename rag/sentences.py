@@ -19,8 +19,8 @@ def is_abbreviation(text: str, dot: int) -> bool:
     while start > 0 and not text[start - 1].isspace() and text[start - 1] not in "(“\"":
         start -= 1
     word = text[start:dot].lower()
-    # Single letters and section numbers ("A.", "B.6.") are references, not sentence ends.
-    return word in _ABBREVIATIONS or len(word) == 1 or bool(re.fullmatch(r"[a-z]?\.?\d+(\.\d+)*", word))
+    # Single letters and dotted references ("A.", "B.6.") are not sentence ends; "2007." is.
+    return word in _ABBREVIATIONS or len(word) == 1 or bool(re.fullmatch(r"[a-z]\.\d+(\.\d+)*", word))
 
 
 def _spans(text: str, start: int, end: int, pattern: re.Pattern[str], check_abbrev: bool) -> list[tuple[int, int]]:
@@ -63,7 +63,8 @@ def answer_units(text: str) -> list[tuple[int, int]]:
     units: list[tuple[int, int]] = []
     for start, end in sentence_spans(text):
         piece = text[start:end]
-        if piece.startswith("#") or len(piece.split()) < 5 and not _LIST_ITEM.match(piece):
+        if (piece.startswith("#") or re.fullmatch(r"[*_].+[*_]", piece)  # headings, subtitles
+                or len(piece.split()) < 5 and not _LIST_ITEM.match(piece)):
             continue
         if units and _LIST_ITEM.match(piece) and len(piece.split()) <= 40:
             prev_start, prev_end = units[-1]

@@ -43,7 +43,8 @@ def clean_history(history: object) -> list[dict[str, str]]:
         if isinstance(message, dict) and message.get("role") in ("user", "assistant"):
             content = message.get("content")
             if isinstance(content, list):  # Gradio's message parts
-                content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+                content = " ".join(p["text"] for p in content
+                                   if isinstance(p, dict) and isinstance(p.get("text"), str))
             if isinstance(content, str):
                 cleaned.append({"role": message["role"], "content": content[:4000]})
     return cleaned
