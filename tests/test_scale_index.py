@@ -10,8 +10,8 @@ from __future__ import annotations
 import faiss
 import numpy as np
 import pytest
-
 from conftest import FakeEmbedder, copy_corpus, make_settings
+
 from rag.engine import Engine
 from rag.index_store import build_index, make_faiss_index, read_manifest
 from rag.lexical import LexicalIndex

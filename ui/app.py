@@ -64,7 +64,7 @@ def build_app(engine: Engine, handlers: Handlers) -> gr.Blocks:
     corpus = engine.corpus
     doc_choices = [(f"{d.short_title} ({d.year})", d.doc_id) for d in corpus.documents]
     kinds = sorted({d.kind for d in corpus.documents})
-    years = sorted({d.year for d in corpus.documents})
+    years = sorted({str(d.year) for d in corpus.documents})  # strings: what API clients send
     modes = ["extractive"] + (["llm"] if engine.llm_available else [])
 
     with gr.Blocks(title="Space-security assistant") as app:
@@ -75,7 +75,10 @@ def build_app(engine: Engine, handlers: Handlers) -> gr.Blocks:
             with gr.Row():
                 with gr.Column(scale=3):
                     chat = gr.Chatbot(elem_id="chat", height=520, label="Conversation",
-                                      feedback_options=["Like", "Dislike"], buttons=["copy"])
+                                      feedback_options=["Like", "Dislike"],
+                                      # Copying is done from "Last answer as Markdown": a message's
+                                      # own source holds link syntax for its [n] markers.
+                                      buttons=[])
                     question = gr.Textbox(elem_id="question", label="Your question", lines=2,
                                           max_lines=6, placeholder="Ask about the treaties, guidelines or statements")
                     with gr.Row():
@@ -130,10 +133,12 @@ def build_app(engine: Engine, handlers: Handlers) -> gr.Blocks:
                             api_name="briefing")
 
         with gr.Tab("Documents"):
+            first_page, first_sections = handlers.document(doc_choices[0][1])
             with gr.Row():
-                doc_pick = gr.Dropdown(doc_choices, label="Document", elem_id="doc-pick")
-                section_pick = gr.Dropdown([], label="Jump to section", elem_id="section-pick")
-            doc_view = gr.HTML(elem_id="doc-view")
+                doc_pick = gr.Dropdown(doc_choices, value=doc_choices[0][1], label="Document", elem_id="doc-pick")
+                section_pick = gr.Dropdown(first_sections, value=None, label="Jump to section",
+                                           elem_id="section-pick")
+            doc_view = gr.HTML(first_page, elem_id="doc-view")
 
             def open_document(doc_id):
                 page, choices = handlers.document(doc_id)

@@ -103,7 +103,8 @@ class Handlers:
         """A Markdown briefing of the conversation, as a file to download."""
         if not answers:
             return None
-        path = self._export_dir / f"conversation-{len(answers)}.md"
+        # Each export gets its own folder: files already handed out are never overwritten.
+        path = Path(tempfile.mkdtemp(dir=self._export_dir)) / f"conversation-{len(answers)}.md"
         path.write_text(conversation_markdown(answers, self.engine.index.fingerprint), encoding="utf-8")
         return str(path)
 

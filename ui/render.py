@@ -11,11 +11,13 @@ from rag.citations import Answer, Citation
 from rag.corpus import DocumentInfo
 
 _MARKER = re.compile(r"\[(\d+)\]")
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~])")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~=])")
 
 
 def escape_markdown(text: str) -> str:
-    """Text shown literally by a Markdown renderer (and by its HTML sanitiser)."""
+    """Text shown literally by a Markdown renderer (and by its HTML sanitiser). Leading
+    indentation is dropped: it would turn a line into a code block."""
+    text = "\n".join(line.lstrip() for line in text.splitlines())
     return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
 
 

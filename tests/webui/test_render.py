@@ -306,9 +306,6 @@ def test_conversation_markdown_has_a_section_per_answer_with_references():
     assert md.endswith("\n") and not md.endswith("\n\n")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="BUG: escape_markdown leaves '=' and leading indentation alone, so a "
-                   "multi-line question like 'Question?\\n===' shows as a heading in the chat and an indented "
-                   "line as a code block that displays the backslash escapes (checked in Chromium too)")
 @pytest.mark.parametrize("text", ["What does Article IV say?\n===",
                                   "What does Article IV say?\n\n    Article IV.2 (see x.y)"])
 def test_escape_markdown_keeps_multiline_questions_literal(text):

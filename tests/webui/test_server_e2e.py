@@ -116,16 +116,6 @@ def test_filter_by_document(client):
     assert "Rescue Agreement (1968)" not in out["sources"]
 
 
-def test_filter_by_year(client):
-    out = ask(client, "Who is liable for damage caused by a space object on the ground?", years=[1968])
-    labels = source_labels(out["sources"], 1)
-    assert labels and all("(1968)" in label for label in labels), labels
-
-
-@pytest.mark.xfail(strict=True, raises=AppError, reason="BUG: the /ask API documents `years` as strings "
-                   "(view_api: list[Literal['1963', ...]], JSON schema type 'string') but the server "
-                   "rejects '1968' as not among the choices [1963, ...]: the Year CheckboxGroup has int "
-                   "choices (ui/app.py); string choices would match the docs and handlers.ask's int(y)")
 def test_filter_by_year_as_documented_by_the_api(client):
     api = client.view_api(print_info=False, return_format="dict")
     years = api["named_endpoints"]["/ask"]["parameters"][4]

@@ -316,9 +316,6 @@ def test_export_of_an_empty_conversation_is_nothing(handlers):
     assert handlers.export([]) is None
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="BUG: Handlers.export names the file only by the number of answers "
-                   "(conversation-<n>.md in one folder shared by all sessions), so another session's export "
-                   "of a conversation of the same length overwrites the file already handed to this one")
 def test_exports_of_two_sessions_do_not_overwrite_each_other(handlers, rescue_turn):
     mine = handlers.export(rescue_turn["answers"])
     my_text = Path(mine).read_text(encoding="utf-8")
