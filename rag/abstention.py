@@ -58,13 +58,19 @@ def salient_terms(question: str) -> list[str]:
 
 def unanswerable_reason(question: str, vocabulary: Vocabulary) -> str | None:
     """Why the corpus cannot answer ``question`` before any passage is read, or None."""
+    letters = [ch for ch in question if ch.isalpha()]
+    if sum(ch.isascii() for ch in letters) < 0.5 * len(letters):
+        return "the corpus is in English; please ask the question in English"
+    if not re.search(r"[A-Za-z]{3,}", question):
+        return "the question has no words the corpus could be searched for"
     match = _CURRENT_STATE.search(question)
     if match:
         return (f"the question asks about the present or the future (\u201c{match.group(0)}\u201d), "
                 "and the corpus is a fixed set of texts with no current data")
     missing = [t for t in salient_terms(question) if not vocabulary.mentions(t)]
     if missing:
-        return f"the corpus does not mention \u201c{missing[0]}\u201d"
+        term = missing[0] if len(missing[0]) <= 60 else missing[0][:57] + "..."
+        return f"the corpus does not mention \u201c{term}\u201d"
     return None
 
 

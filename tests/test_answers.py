@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -32,17 +31,9 @@ ABSTAIN_PREFIX = "Not found in the corpus"
 # The engine (shared with the rest of the session when conftest provides one)
 # --------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def answer_engine(request, tmp_path_factory):
-    try:
-        return request.getfixturevalue("real_engine")
-    except pytest.FixtureLookupError:
-        pass
-    from rag.engine import Engine
-    from rag.settings import Settings
-
-    base = tmp_path_factory.mktemp("answer-engine")
-    shutil.copytree(CORPUS_DIR, base / "corpus")
-    return Engine.load(Settings(corpus_dir=base / "corpus", index_dir=base / "index"))
+def answer_engine(real_engine):
+    """The session's real-embedder engine."""
+    return real_engine
 
 
 # --------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -28,18 +27,9 @@ MAX_SECONDS = 10.0
 
 
 @pytest.fixture(scope="session")
-def robust_engine(request, tmp_path_factory):
-    """The session's real-embedder engine from conftest, or one built here."""
-    try:
-        return request.getfixturevalue("real_engine")
-    except pytest.FixtureLookupError:
-        pass
-    from rag.engine import Engine
-    from rag.settings import Settings
-
-    base = tmp_path_factory.mktemp("robust-engine")
-    shutil.copytree(CORPUS_DIR, base / "corpus")
-    return Engine.load(Settings(corpus_dir=base / "corpus", index_dir=base / "index"))
+def robust_engine(real_engine):
+    """The session's real-embedder engine."""
+    return real_engine
 
 
 # --------------------------------------------------------------------------------------

@@ -27,9 +27,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CORPUS_DIR = ROOT / "corpus"
 ARTIFACTS = ROOT / "tests" / "artifacts"
-INDEX_CACHE = ARTIFACTS / "real-index-cache"
 VENV_BIN = ROOT / ".venv" / "bin"
 SERVER_START_TIMEOUT_S = 90.0
 
@@ -52,28 +50,14 @@ class Server:
     process: subprocess.Popen
 
 
-def _seed_index(index_dir: Path) -> None:
-    """Copy the newest cached real-embedder build, if any (only a speed-up)."""
-    builds = [p for p in INDEX_CACHE.glob("*/*") if p.is_dir() and not p.name.startswith(".")]
-    if not builds or os.environ.get("SPACESEC_TEST_FRESH_INDEX"):
-        return
-    newest = max(builds, key=lambda p: p.stat().st_mtime)
-    try:
-        shutil.copytree(newest, index_dir / "builds" / newest.name)
-        (index_dir / "current").symlink_to(Path("builds") / newest.name)
-    except OSError:
-        shutil.rmtree(index_dir, ignore_errors=True)
-        index_dir.mkdir()
-
-
 @pytest.fixture(scope="session")
-def ui_paths(tmp_path_factory) -> UiPaths:
+def ui_paths(tmp_path_factory, real_engine) -> UiPaths:
+    """A corpus and index of the app's own, copied from the session's built engine."""
     base = tmp_path_factory.mktemp("ui")
     corpus_dir = base / "corpus"
-    shutil.copytree(CORPUS_DIR, corpus_dir)
+    shutil.copytree(real_engine.settings.corpus_dir, corpus_dir)
     index_dir = base / "index"
-    index_dir.mkdir()
-    _seed_index(index_dir)
+    shutil.copytree(real_engine.settings.index_dir, index_dir, symlinks=True)
     return UiPaths(base, corpus_dir, index_dir, base / "feedback.jsonl")
 
 

@@ -15,7 +15,6 @@ from urllib.parse import quote
 import httpx
 import pytest
 from gradio_client import Client
-from gradio_client.exceptions import AppError
 
 pytestmark = pytest.mark.slow
 
