@@ -20,6 +20,10 @@ def settings_from(args: argparse.Namespace):
         overrides["index_dir"] = Path(args.index_dir)
     if getattr(args, "corpus_dir", None):
         overrides["corpus_dir"] = Path(args.corpus_dir)
+    if getattr(args, "backend", None):
+        overrides["search_backend"] = args.backend
+    if getattr(args, "uri", None):
+        overrides["milvus_uri"] = args.uri
     return Settings(**overrides)
 
 
@@ -39,6 +43,16 @@ def cmd_build(args: argparse.Namespace) -> int:
     state = "built" if report.rebuilt else "up to date"
     print(f"Index {state}: {report.documents} documents, {report.chunks} passages "
           f"({report.embedded} embedded) in {report.seconds:.1f} s [{report.fingerprint}]")
+    if settings.search_backend == "milvus":
+        from rag.corpus import load_corpus
+        from rag.index_store import expected_identity, load_index
+        from rag.milvus_store import MilvusStore
+
+        index = load_index(settings.index_dir, expected_identity(load_corpus(settings.corpus_dir), settings))
+        with MilvusStore(settings.milvus_uri, settings.milvus_collection, index.vectors.shape[1]) as store:
+            synced = store.sync(index.chunks, index.vectors)
+        print(f"Milvus collection {settings.milvus_collection} at {settings.milvus_uri}: "
+              f"{synced.upserted} written, {synced.deleted} deleted, {synced.unchanged} unchanged")
     return 0
 
 
@@ -142,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     build = sub.add_parser("build", help="build the index (only what changed, unless --force)")
     build.add_argument("--force", action="store_true", help="rebuild everything")
     build.add_argument("--quiet", action="store_true", help="no progress bars")
+    build.add_argument("--backend", choices=["faiss", "milvus"], help="also load the passages into Milvus")
+    build.add_argument("--uri", help="Milvus URI: a server (http://host:19530) or a Milvus Lite file")
     build.set_defaults(func=cmd_build)
 
     retrieve = sub.add_parser("retrieve", help="show the passages that best match a question")
@@ -209,6 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a failure we did not foresee: a sentence, the details in the log
+        log.debug("unexpected failure", exc_info=True)
+        print(f"error: unexpected failure ({type(exc).__name__}: {exc}); run with -v for details",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

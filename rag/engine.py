@@ -17,7 +17,7 @@ from rag.followup import standalone_query
 from rag.index_store import IndexError_, LoadedIndex, build_index, check_index, expected_identity, load_index
 from rag.instruments import Catalogue
 from rag.llm import condense, llm_answer, make_chat_model
-from rag.retrieval import Hit, HybridRetriever
+from rag.retrieval import Filters, Hit, HybridRetriever
 from rag.sentences import answer_units
 from rag.settings import Settings
 from rag.validation import InvalidQuestion, clean_history, clean_question
@@ -61,8 +61,16 @@ class Engine:
             log.warning("index unreadable (%s); rebuilding", exc)
             build_index(settings, embedder, force=True)
             index = load_index(settings.index_dir, identity)
-        retriever = HybridRetriever(index.chunks, index.vectors, index.faiss_index, embedder, settings,
-                                    index.sentences, index.sentence_vectors)
+        local = (index.chunks, index.vectors, index.faiss_index, embedder, settings,
+                 index.sentences, index.sentence_vectors)
+        if settings.search_backend == "milvus":
+            from rag.milvus_store import MilvusRetriever, MilvusStore
+
+            store = MilvusStore(settings.milvus_uri, settings.milvus_collection, index.vectors.shape[1])
+            log.info("milvus %s: %s", settings.milvus_collection, store.sync(index.chunks, index.vectors))
+            retriever = MilvusRetriever(store, *local)
+        else:
+            retriever = HybridRetriever(*local)
         catalogue = Catalogue(corpus)
         vocabulary = Vocabulary([c.text for c in index.chunks] + catalogue.names)
         retriever.embed_query("outer space")  # load the model now, not on the first question
@@ -125,8 +133,8 @@ class Engine:
         condensed = condense(self.chat_model, question, history) if self.chat_model and history else None
         query = condensed or standalone_query(question, history, self.catalogue, self.settings.history_turns)
         cues = self.catalogue.cues(query)
-        allowed = self.retriever.allowed_mask(*self._check_filters(doc_ids, kinds, years))
-        return self.retriever.search(self.catalogue.without_names(query), k, cues, allowed)
+        filters = Filters(*self._check_filters(doc_ids, kinds, years))
+        return self.retriever.search(self.catalogue.without_names(query), k, cues, filters)
 
     def retrieve(self, question: str, k: int | None = None, history: list | None = None,
                  doc_ids=None, kinds=None, years=None) -> list[Document]:

@@ -17,6 +17,15 @@ from rag.settings import Settings
 
 
 @dataclass(frozen=True)
+class Filters:
+    """Metadata filters, already validated (None means no filter on that field)."""
+
+    doc_ids: list[str] | None = None
+    kinds: list[str] | None = None
+    years: list[int] | None = None
+
+
+@dataclass(frozen=True)
 class Hit:
     """One retrieved passage with its fused score and the two scores it came from."""
 
@@ -32,6 +41,13 @@ _NO_CANDIDATES = (np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np
 def _minmax(values: np.ndarray) -> np.ndarray:
     low, high = float(values.min()), float(values.max())
     return np.zeros_like(values) if high - low < 1e-9 else (values - low) / (high - low)
+
+
+def _faiss_top(index: faiss.Index, query_vector: np.ndarray, size: int,
+               params: faiss.SearchParameters | None) -> np.ndarray:
+    """Ids of the ``size`` best matches of ``query_vector`` in ``index`` (fewer if it has fewer)."""
+    _, ids = index.search(query_vector.reshape(1, -1), size, params=params)
+    return ids[0][ids[0] >= 0]
 
 
 def _cover_named(order: list[int], candidates: np.ndarray, doc_of: np.ndarray, cues: QueryCues) -> list[int]:
@@ -84,15 +100,12 @@ class HybridRetriever:
             mask &= np.array([c.year in wanted for c in self.chunks])
         return mask
 
-    def search(self, query: str, k: int, cues: QueryCues, allowed: np.ndarray | None = None) -> list[Hit]:
+    def search(self, query: str, k: int, cues: QueryCues, filters: Filters | None = None) -> list[Hit]:
         """The ``k`` best chunks for ``query`` (best first; ties keep corpus order)."""
         if not self.chunks or k <= 0:
             return []
         query_vector = self.embed_query(query)
-        if len(self.chunks) > self.settings.exact_search_max_passages:
-            candidates, dense, lexical = self._indexed_candidates(query, query_vector, allowed)
-        else:
-            candidates, dense, lexical = self._exact_candidates(query, query_vector, allowed)
+        candidates, dense, lexical = self._candidates(query, query_vector, filters or Filters())
         if candidates.size == 0:
             return []
         weight = self.settings.dense_weight
@@ -101,6 +114,14 @@ class HybridRetriever:
         order = _cover_named(list(np.lexsort((candidates, -fused))), candidates, self._doc_of, cues)[:k]
         return [Hit(self.chunks[candidates[i]], float(fused[i]), float(dense[i]), float(lexical[i]))
                 for i in order]
+
+    def _candidates(self, query: str, query_vector: np.ndarray,
+                    filters: Filters) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(candidate ids, their dense scores, their lexical scores) for the fusion."""
+        allowed = self.allowed_mask(filters.doc_ids, filters.kinds, filters.years)
+        if len(self.chunks) > self.settings.exact_search_max_passages:
+            return self._indexed_candidates(query, query_vector, allowed)
+        return self._exact_candidates(query, query_vector, allowed)
 
     def _exact_candidates(self, query: str, query_vector: np.ndarray,
                           allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -120,6 +141,7 @@ class HybridRetriever:
         size = min(self.settings.candidate_pool, pool.size)
         by_dense = pool[np.argsort(-dense[pool], kind="stable")[:size]]
         by_lexical = pool[np.argsort(-lexical[pool], kind="stable")[:size]]
+        by_lexical = by_lexical[lexical[by_lexical] > 0]  # no shared term: not a lexical candidate
         candidates = np.union1d(by_dense, by_lexical)
         return candidates, dense[candidates], lexical[candidates]
 
@@ -136,22 +158,21 @@ class HybridRetriever:
         return candidates, dense, self.lexical.scores_of(query, candidates)
 
     def _dense_top(self, query_vector: np.ndarray, size: int, allowed: np.ndarray | None) -> np.ndarray:
-        """Ids of the ``size`` chunks nearest ``query_vector`` by the FAISS index (best first),
-        among the ``allowed`` ones. When filters leave at most 1% of the chunks, those are
-        scored exactly instead: cheap for so few, and a graph search would wander long."""
-        selector, bits = None, None
-        if allowed is not None:
-            pool = np.flatnonzero(allowed)
-            if pool.size <= len(allowed) // 100:
-                return pool[np.argsort(-(self.vectors[pool] @ query_vector), kind="stable")[:size]]
-            bits = np.packbits(allowed, bitorder="little")  # must outlive the search below
-            selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bits))
-        if isinstance(self.index, faiss.IndexHNSW):
-            params = faiss.SearchParametersHNSW(efSearch=max(self.settings.hnsw_ef_search, size), sel=selector)
-        else:
-            params = faiss.SearchParameters(sel=selector)
-        _, ids = self.index.search(query_vector.reshape(1, -1), size, params=params)
-        return ids[0][ids[0] >= 0]
+        """Ids of the ``size`` chunks nearest ``query_vector`` among the ``allowed`` ones, best
+        first. A filter that leaves at most ``exact_search_max_passages`` chunks is searched
+        exactly (the flat vectors, skipping the others), as a corpus of that size would be: so
+        few allowed chunks, such as one document's, may all lie far from where a graph search
+        looks. Larger filters are applied inside the HNSW search."""
+        hnsw = isinstance(self.index, faiss.IndexHNSW)
+        ef = max(self.settings.hnsw_ef_search, size)
+        if allowed is None:
+            return _faiss_top(self.index, query_vector, size, faiss.SearchParametersHNSW(efSearch=ef) if hnsw else None)
+        bits = np.packbits(allowed, bitorder="little")  # must outlive the searches below
+        selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bits))
+        if hnsw and np.count_nonzero(allowed) > self.settings.exact_search_max_passages:
+            return _faiss_top(self.index, query_vector, size, faiss.SearchParametersHNSW(efSearch=ef, sel=selector))
+        flat = faiss.downcast_index(self.index.storage) if hnsw else self.index
+        return _faiss_top(flat, query_vector, size, faiss.SearchParameters(sel=selector))
 
     def _blend_sentences(self, candidates: np.ndarray, dense: np.ndarray, query_vector: np.ndarray) -> np.ndarray:
         """``dense`` with each candidate's best sentence score blended in, as the exact path does."""

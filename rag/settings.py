@@ -45,7 +45,12 @@ class Settings(BaseSettings):
     hnsw_m: int = 32
     hnsw_ef_construction: int = 80
     #: HNSW search beam; raised to the candidate pool when that is larger.
-    hnsw_ef_search: int = 128
+    hnsw_ef_search: int = 256
+
+    # Search backend: the embedded FAISS index, or a Milvus server (Milvus Lite file locally)
+    search_backend: Literal["faiss", "milvus"] = "faiss"
+    milvus_uri: str = str(ROOT / "index" / "milvus.db")
+    milvus_collection: str = "spacesec_passages"
 
     # Answers
     max_answer_sentences: int = 3
