@@ -15,7 +15,7 @@ from rag.corpus import Corpus, load_corpus
 from rag.embedding import Embedder
 from rag.followup import standalone_query
 from rag.index_store import IndexError_, LoadedIndex, build_index, check_index, expected_identity, load_index
-from rag.instruments import Catalogue
+from rag.instruments import Catalogue, section_ref
 from rag.llm import condense, llm_answer, make_chat_model
 from rag.retrieval import Filters, Hit, HybridRetriever
 from rag.sentences import answer_units
@@ -134,7 +134,30 @@ class Engine:
         query = condensed or standalone_query(question, history, self.catalogue, self.settings.history_turns)
         cues = self.catalogue.cues(query)
         filters = Filters(*self._check_filters(doc_ids, kinds, years))
-        return self.retriever.search(self.catalogue.without_names(query), k, cues, filters)
+        content = self.catalogue.without_names(query)
+        hits = self.retriever.search(content, k, cues, filters)
+        return self._with_cross_reference(hits, k, filters, content)
+
+    def _with_cross_reference(self, hits: list[Hit], k: int, filters: Filters, query: str) -> list[Hit]:
+        """When the best passage applies another instrument's provision ("in accordance with
+        article 5 of the Agreement on the Rescue ..."), that provision is part of the answer:
+        it comes second."""
+        if not hits or k < 2:
+            return hits
+        for doc_id, part in self.catalogue.cross_references(hits[0].chunk.text):
+            if filters.doc_ids and doc_id not in filters.doc_ids:
+                continue
+            position = next((i for i, c in enumerate(self.index.chunks)
+                             if c.doc_id == doc_id and section_ref(c.section) == part), None)
+            if position is None or any(h.chunk.chunk_id == self.index.chunks[position].chunk_id
+                                       for h in hits[:2]):
+                continue
+            target = self.index.chunks[position]
+            rest = [h for h in hits[1:] if h.chunk.chunk_id != target.chunk_id]
+            dense = float(self.index.vectors[position] @ self.retriever.embed_query(query))
+            cited = Hit(target, hits[1].score if len(hits) > 1 else hits[0].score, dense, 0.0)
+            return [hits[0], cited, *rest][:k]
+        return hits
 
     def retrieve(self, question: str, k: int | None = None, history: list | None = None,
                  doc_ids=None, kinds=None, years=None) -> list[Document]:

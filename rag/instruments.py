@@ -111,6 +111,22 @@ class Catalogue:
                 found.append((span, doc_id))
         return sorted(found)
 
+    def cross_references(self, text: str) -> list[tuple[str, PartRef]]:
+        """(doc_id, part) for each "article 5 of the Agreement on the Rescue ..." in ``text``:
+        a part reference directly followed by the name of another document."""
+        found = []
+        mentions = self._mentions(text)
+        for match in _PART.finditer(text):
+            refs = part_refs(match.group(0))
+            after = text[match.end():match.end() + 12].lower()
+            if not refs or not after.lstrip(" ,").startswith("of the"):
+                continue
+            named = next((doc for (start, _), doc in mentions
+                          if 0 <= start - match.end() <= len("of the") + 4), None)
+            if named:
+                found.append((named, refs[0]))
+        return found
+
     def documents_named(self, text: str) -> list[str]:
         """doc_ids named in ``text``, in order of first mention."""
         ordered: list[str] = []
