@@ -145,10 +145,9 @@ class Engine:
         if not hits or k < 2:
             return hits
         for doc_id, part in self.catalogue.cross_references(hits[0].chunk.text):
-            if filters.doc_ids and doc_id not in filters.doc_ids:
-                continue
             position = next((i for i, c in enumerate(self.index.chunks)
-                             if c.doc_id == doc_id and section_ref(c.section) == part), None)
+                             if c.doc_id == doc_id and section_ref(c.section) == part
+                             and filters.admit(c)), None)
             if position is None or any(h.chunk.chunk_id == self.index.chunks[position].chunk_id
                                        for h in hits[:2]):
                 continue

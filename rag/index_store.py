@@ -299,14 +299,17 @@ def _write_build(index_dir: Path, identity: dict, chunks: list[Chunk], vectors: 
             os.fsync(handle.fileno())
     final = builds / fp
     if final.exists():
-        shutil.rmtree(final)
+        if current_dir(index_dir).resolve() == final.resolve():
+            final = builds / f"{fp}-{time.time_ns()}"  # what `current` points to stays until the swap
+        else:
+            shutil.rmtree(final)  # left by a build killed before its swap: nothing points to it
     tmp.rename(final)
+    for stale in index_dir.glob(".current-*"):  # left by builds killed before their swap
+        stale.unlink(missing_ok=True)
     link_tmp = index_dir / f".current-{os.getpid()}"
-    if link_tmp.is_symlink() or link_tmp.exists():
-        link_tmp.unlink()
-    link_tmp.symlink_to(Path("builds") / fp)
+    link_tmp.symlink_to(Path("builds") / final.name)
     os.replace(link_tmp, current_dir(index_dir))  # the atomic swap
     for old in builds.iterdir():
-        if old.name != fp:
+        if old.name != final.name:
             shutil.rmtree(old, ignore_errors=True)
     return fp

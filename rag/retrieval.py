@@ -24,6 +24,12 @@ class Filters:
     kinds: list[str] | None = None
     years: list[int] | None = None
 
+    def admit(self, chunk: Chunk) -> bool:
+        """Whether ``chunk`` passes every filter."""
+        return ((not self.doc_ids or chunk.doc_id in self.doc_ids)
+                and (not self.kinds or chunk.kind in self.kinds)
+                and (not self.years or chunk.year in self.years))
+
 
 @dataclass(frozen=True)
 class Hit:
@@ -112,8 +118,11 @@ class HybridRetriever:
         fused = weight * _minmax(dense) + (1 - weight) * _minmax(lexical)
         fused += self._boosts(candidates, cues)
         order = _cover_named(list(np.lexsort((candidates, -fused))), candidates, self._doc_of, cues)[:k]
-        return [Hit(self.chunks[candidates[i]], float(fused[i]), float(dense[i]), float(lexical[i]))
-                for i in order]
+        scores = [float(fused[i]) for i in order]
+        for p in range(len(scores) - 2, -1, -1):  # a passage led for its named document ranks
+            scores[p] = max(scores[p], scores[p + 1])  # above the ones after it: so does its score
+        return [Hit(self.chunks[candidates[i]], score, float(dense[i]), float(lexical[i]))
+                for i, score in zip(order, scores, strict=True)]
 
     def _candidates(self, query: str, query_vector: np.ndarray,
                     filters: Filters) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

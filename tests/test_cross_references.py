@@ -37,7 +37,12 @@ def test_the_provision_a_passage_applies_comes_second(real_engine):
 
 
 @pytest.mark.slow
-def test_a_document_filter_keeps_other_instruments_out(real_engine):
+@pytest.mark.parametrize("filters, field, allowed", [
+    ({"doc_ids": ["moon-agreement-1979"]}, "doc_id", {"moon-agreement-1979"}),
+    ({"years": [1979]}, "year", {1979}),
+    ({"kinds": ["treaty"], "years": [1979, 1972]}, "year", {1979, 1972}),
+])
+def test_filters_keep_referenced_instruments_out(real_engine, filters, field, allowed):
     question = "Under the Moon Agreement, how are vehicles found away from their intended location handled?"
-    docs = real_engine.retrieve(question, k=5, doc_ids=["moon-agreement-1979"])
-    assert {d.metadata["doc_id"] for d in docs} == {"moon-agreement-1979"}
+    docs = real_engine.retrieve(question, k=5, **filters)
+    assert docs and {d.metadata[field] for d in docs} <= allowed

@@ -423,10 +423,6 @@ def test_build_killed_at_each_write_phase(tmp_path, phase, survivor):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: index_store._write_build deletes builds/<fp> (the folder 'current' points to) before "
-    "renaming the new build into place when the fingerprint is unchanged (build --force, or "
-    "repairing a damaged index); a kill in between leaves 'current' dangling and no index"))
 def test_force_rebuild_killed_before_rename_keeps_the_previous_index(tmp_path):
     settings = make_settings(copy_corpus(tmp_path / "corpus"), tmp_path / "index")
     build_index(settings, FakeEmbedder())

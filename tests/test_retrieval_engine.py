@@ -66,10 +66,6 @@ def test_documents_carry_metadata_and_come_best_first(real_engine, question):
     assert scores == sorted(scores, reverse=True), scores
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: retrieval._cover_named moves the best passage of each named document to the front "
-    "without changing its score, so for questions naming 2+ documents metadata['score'] is not "
-    "non-increasing (rank and score disagree)"))
 def test_scores_non_increasing_when_question_names_two_documents(real_engine):
     question = "Compare the Rescue Agreement and the Liability Convention on the return of space objects"
     scores = [d.metadata["score"] for d in real_engine.retrieve(question, k=8)]
