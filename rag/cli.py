@@ -133,6 +133,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for name, retrieve in evaluation.baseline_retrievers(engine.corpus, str(engine.retriever.embedder.path)).items():
             report["retrieval"][name] = evaluation.score_retrieval(items, retrieve, args.k)
     if not args.no_answers:
+        engine.retriever.embed_query.cache_clear()  # time answers without retrieval's cached vectors
         report["answers"] = evaluation.score_answers(
             items, lambda q, h: engine.ask(q, history=h),
             lambda doc_id: engine.corpus.text(engine.corpus.get(doc_id)))
