@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import cached_property
 from dataclasses import dataclass
 
 from langchain_core.documents import Document
@@ -15,7 +16,7 @@ from rag.corpus import Corpus, load_corpus
 from rag.embedding import Embedder
 from rag.followup import standalone_query
 from rag.index_store import IndexError_, LoadedIndex, build_index, check_index, expected_identity, load_index
-from rag.instruments import Catalogue, section_ref
+from rag.instruments import Catalogue, PartRef, section_ref
 from rag.llm import condense, llm_answer, make_chat_model
 from rag.retrieval import Filters, Hit, HybridRetriever
 from rag.sentences import answer_units
@@ -145,11 +146,9 @@ class Engine:
         if not hits or k < 2:
             return hits
         for doc_id, part in self.catalogue.cross_references(hits[0].chunk.text):
-            position = next((i for i, c in enumerate(self.index.chunks)
-                             if c.doc_id == doc_id and section_ref(c.section) == part
-                             and filters.admit(c)), None)
-            if position is None or any(h.chunk.chunk_id == self.index.chunks[position].chunk_id
-                                       for h in hits[:2]):
+            position = self._first_chunk_of_part.get((doc_id, part))
+            if position is None or not filters.admit(self.index.chunks[position]) or any(
+                    h.chunk.chunk_id == self.index.chunks[position].chunk_id for h in hits[:2]):
                 continue
             target = self.index.chunks[position]
             rest = [h for h in hits[1:] if h.chunk.chunk_id != target.chunk_id]
@@ -169,6 +168,16 @@ class Engine:
         from rag.langchain_retriever import CorpusRetriever
 
         return CorpusRetriever(engine=self, k=self._check_k(k), **filters)
+
+    @cached_property
+    def _first_chunk_of_part(self) -> dict[tuple[str, PartRef], int]:
+        """Where each (document, part) starts in the index, for following cross-references."""
+        parts: dict[tuple[str, PartRef], int] = {}
+        for position, chunk in enumerate(self.index.chunks):
+            ref = section_ref(chunk.section)
+            if ref is not None:
+                parts.setdefault((chunk.doc_id, ref), position)
+        return parts
 
     def _check_filters(self, doc_ids, kinds, years) -> tuple[list | None, list | None, list | None]:
         """Filters as lists of known values; a single value is accepted, an unknown one refused."""
