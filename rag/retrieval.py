@@ -87,6 +87,8 @@ class HybridRetriever:
         self.lexical = LexicalIndex([c.embed_text for c in chunks])
         self._refs = [section_ref(c.section) for c in chunks]
         self._doc_of = np.array([c.doc_id for c in chunks])
+        self._kind_of = np.array([c.kind for c in chunks])
+        self._year_of = np.array([c.year for c in chunks], dtype=np.int64)
         self.embed_query = lru_cache(maxsize=2048)(self._embed_query)
 
     def _embed_query(self, text: str) -> np.ndarray:
@@ -100,10 +102,9 @@ class HybridRetriever:
         if doc_ids:
             mask &= np.isin(self._doc_of, list(doc_ids))
         if kinds:
-            mask &= np.array([c.kind in kinds for c in self.chunks])
+            mask &= np.isin(self._kind_of, list(kinds))
         if years:
-            wanted = {int(y) for y in years}
-            mask &= np.array([c.year in wanted for c in self.chunks])
+            mask &= np.isin(self._year_of, [int(y) for y in years])
         return mask
 
     def search(self, query: str, k: int, cues: QueryCues, filters: Filters | None = None) -> list[Hit]:
