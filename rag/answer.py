@@ -137,7 +137,10 @@ class AnswerComposer:
             else:
                 parts.append(f"According to {_name(chunk)}, {chunk.section}: {quote}")
             previous = where
-        return Answer(question=question, text=" ".join(parts), citations=citations, abstained=False)
+        # Until the answerability model is trained: the best sentence's score, clipped to [0, 1].
+        confidence = min(max(max(p.score for p in picks), 0.0), 1.0) if picks else 0.0
+        return Answer(question=question, text=" ".join(parts), citations=citations, abstained=False,
+                      confidence=round(confidence, 4))
 
 
 def _name(chunk: Chunk) -> str:

@@ -48,6 +48,11 @@ class Answer:
     mode: str = "extractive"
     related: list[Citation] = field(default_factory=list)
     notice: str = ""
+    #: How likely the citations answer the question, in [0, 1] (calibrated where a model is trained).
+    confidence: float = 0.0
+    #: The corpus answers only part of the question: the closest provisions are quoted, and
+    #: the text says what the corpus does not state.
+    partial: bool = False
 
     def markers(self) -> list[int]:
         return [int(m) for m in re.findall(r"\[(\d+)\]", self.text)]
