@@ -21,7 +21,7 @@ from rag.llm import condense, llm_answer, make_chat_model
 from rag.retrieval import Filters, Hit, HybridRetriever
 from rag.sentences import answer_units
 from rag.settings import Settings
-from rag.validation import InvalidQuestion, clean_history, clean_question
+from rag.validation import InvalidQuestion, clean_filters, clean_history, clean_question
 
 log = logging.getLogger(__name__)
 
@@ -184,23 +184,7 @@ class Engine:
         known = {"document": {d.doc_id for d in self.corpus.documents},
                  "kind": {d.kind for d in self.corpus.documents},
                  "year": {d.year for d in self.corpus.documents}}
-        checked = []
-        for name, values in (("document", doc_ids), ("kind", kinds), ("year", years)):
-            if values is None or values == []:
-                checked.append(None)
-                continue
-            values = [values] if isinstance(values, str | int) else list(values)
-            if name == "year":
-                try:
-                    values = [int(v) for v in values]
-                except (TypeError, ValueError):
-                    raise InvalidQuestion(f"Years must be whole numbers, not {values!r}.") from None
-            unknown = [v for v in values if v not in known[name]]
-            if unknown:
-                raise InvalidQuestion(f"Unknown {name} {unknown[0]!r}; choose from "
-                                      f"{', '.join(map(str, sorted(known[name])))}.")
-            checked.append(values)
-        return checked[0], checked[1], checked[2]
+        return clean_filters(doc_ids, kinds, years, known)
 
     def _check_k(self, k: int | None) -> int:
         k = self.settings.top_k if k is None else k
