@@ -91,7 +91,7 @@ def cmd_brief(args: argparse.Namespace) -> int:
         return 0
     if not args.topic:
         raise ValueError("give a preset topic or a file of questions (see --list)")
-    title, questions = briefing.questions_for(args.topic)
+    title, questions = briefing.questions_for(args.topic, settings_from(args).max_question_chars)
     outputs = args.out or [f"{re.sub(r'[^a-z0-9]+', '-', title.lower()).strip('-')}.md"]
     for out in outputs:
         if Path(out).suffix.lower() not in briefing.FORMATS:
@@ -122,14 +122,17 @@ def cmd_add(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from rag import evaluation
 
+    items = evaluation.load_items(Path(args.qa))  # checked line by line before the engine loads
     engine = _engine(args)
-    items = evaluation.load_items(Path(args.qa))
 
     def ours(question: str, history: list, k: int) -> list[str]:
         return [d.page_content for d in engine.retrieve(question, k=k, history=history)]
 
-    report: dict[str, dict] = {"retrieval": {"space-security-rag": evaluation.score_retrieval(items, ours, args.k)}}
-    if not args.no_baselines:
+    scored = any(item.answerable for item in items)  # retrieval is scored on answerable items only
+    report: dict[str, dict] = {"retrieval": {}}
+    if scored:
+        report["retrieval"]["space-security-rag"] = evaluation.score_retrieval(items, ours, args.k)
+    if scored and not args.no_baselines:
         for name, retrieve in evaluation.baseline_retrievers(engine.corpus, str(engine.retriever.embedder.path)).items():
             report["retrieval"][name] = evaluation.score_retrieval(items, retrieve, args.k)
     if not args.no_answers:
@@ -140,6 +143,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
+    if not scored:
+        print("Retrieval: no answerable questions in the set, so retrieval is not scored.\n")
     for name, summary in report["retrieval"].items():
         print(evaluation.format_table(f"Retrieval: {name}", summary) + "\n")
     if "answers" in report:
@@ -226,10 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # a failure we did not foresee: a sentence, the details in the log
-        log.debug("unexpected failure", exc_info=True)
-        print(f"error: unexpected failure ({type(exc).__name__}: {exc}); run with -v for details",
-              file=sys.stderr)
+    except Exception as exc:  # a failure we did not foresee: a sentence, the traceback with -v
+        if args.verbose:
+            log.exception("unexpected failure")
+        print(f"error: unexpected failure ({type(exc).__name__}: {exc})"
+              + ("" if args.verbose else "; run with -v for details"), file=sys.stderr)
         return 1
 
 
