@@ -112,7 +112,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     embedder = Embedder(settings.embedder, settings.embed_batch_size)
     added = add_documents([Path(p) for p in args.paths], settings,
-                          rebuild=lambda: build_index(settings, embedder, progress=not args.quiet),
+                          rebuild=lambda staged: build_index(staged, embedder, progress=not args.quiet),
                           title=args.title, short_title=args.short_title, kind=args.kind,
                           year=args.year, doc_id=args.id)
     print(f"Added {len(added)} document(s): {', '.join(added)}; index rebuilt.")
