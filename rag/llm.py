@@ -22,6 +22,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from rag.citations import Answer, Citation
+from rag.llm_checks import MAX_REPLY_CHARS, SENTENCE_CHECKS
 from rag.retrieval import Hit
 from rag.sentences import is_abbreviation
 from rag.settings import Settings
@@ -178,8 +179,9 @@ def verify(text: str, hits: list[Hit], embed: Callable[[list[str]], np.ndarray],
     Markers outside 1..len(hits) are dropped; a sentence left with no marker is removed; a
     sentence whose embedding is below ``threshold`` cosine with every passage it cites is
     removed; a cited passage the sentence is not close to loses its marker (when another cited
-    passage does support it). Returns (verified text, passage numbers in order of first use,
-    notes on what was removed).
+    passage does support it); a sentence that fails one of ``SENTENCE_CHECKS`` against the
+    passages that support it (a contradiction, an unknown link) is removed. Returns (verified
+    text, passage numbers in order of first use, notes on what was removed).
     """
     notes: list[str] = []
     sentences = split_sentences(_normalise_markers(text))
@@ -222,6 +224,11 @@ def verify(text: str, hits: list[Hit], embed: Callable[[list[str]], np.ndarray],
         if not supported:
             notes.append("Removed a sentence its cited passages do not support: \u201c"
                          + _short(plain) + "\u201d")
+            continue
+        sources = [hits[n - 1].chunk.text for n in supported]
+        refusal = next((r for check in SENTENCE_CHECKS if (r := check(plain, sources))), None)
+        if refusal:
+            notes.append("Removed a sentence that " + refusal + ": \u201c" + _short(plain) + "\u201d")
             continue
         if len(supported) < len(valid):
             sentence = re.sub(r"\s+([.,;:!?])", r"\1", _MARKER_WITH_SPACE.sub(
@@ -297,14 +304,25 @@ def _with_notice(fallback: Answer, reason: str) -> Answer:
     return dataclasses.replace(fallback, notice=notice)
 
 
+def _too_long() -> LLMFailure:
+    return LLMFailure("the reply was too long (over " + format(MAX_REPLY_CHARS, ",") + " characters)")
+
+
 def _call_model(model: BaseChatModel, messages: list[BaseMessage],
                 stream_callback: Callable[[str], None] | None) -> str:
     if stream_callback is None:
-        return _message_text(model.invoke(messages))
+        text = _message_text(model.invoke(messages))
+        if len(text) > MAX_REPLY_CHARS:
+            raise _too_long()
+        return text
     parts: list[str] = []
+    received = 0
     for chunk in model.stream(messages):
         token = _message_text(chunk)
         if token:
+            received += len(token)
+            if received > MAX_REPLY_CHARS:
+                raise _too_long()  # stops reading: the stream is closed
             parts.append(token)
             try:
                 stream_callback(token)
