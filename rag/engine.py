@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from functools import cached_property
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from langchain_core.documents import Document
 
@@ -18,6 +18,7 @@ from rag.followup import standalone_query
 from rag.index_store import IndexError_, LoadedIndex, build_index, check_index, expected_identity, load_index
 from rag.instruments import Catalogue, PartRef, section_ref
 from rag.llm import condense, llm_answer, make_chat_model
+from rag.llm_budget import Deadline, ModelSlots
 from rag.retrieval import Filters, Hit, HybridRetriever
 from rag.sentences import answer_units
 from rag.settings import Settings
@@ -38,6 +39,7 @@ class Engine:
     composer: AnswerComposer
     vocabulary: Vocabulary
     chat_model: object | None = None  # a LangChain chat model when the LLM mode is configured
+    model_slots: ModelSlots = field(default_factory=ModelSlots)  # model calls allowed at once
 
     @classmethod
     def load(cls, settings: Settings, rebuild: bool = True, embedder: Embedder | None = None) -> Engine:
@@ -76,7 +78,7 @@ class Engine:
         vocabulary = Vocabulary([c.text for c in index.chunks] + catalogue.names)
         retriever.embed_query("outer space")  # load the model now, not on the first question
         return cls(settings, corpus, index, retriever, catalogue, AnswerComposer(index, settings), vocabulary,
-                   make_chat_model(settings))
+                   make_chat_model(settings), ModelSlots(settings.llm_max_concurrent))
 
     @property
     def llm_available(self) -> bool:
@@ -99,8 +101,11 @@ class Engine:
         if mode == "llm" and not self.llm_available:
             raise InvalidQuestion("The LLM answer mode is not configured (set SPACESEC_LLM_PROVIDER, "
                                   "SPACESEC_LLM_MODEL and SPACESEC_LLM_BASE_URL); use 'extractive'.")
+        # One deadline for every model call of this question; none for extractive answers,
+        # which never wait for a model.
+        deadline = Deadline(self.settings.llm_timeout_s if mode == "llm" else 0.0)
         hits = self.search(question, self.settings.answer_passages if k is None else k, history,
-                           doc_ids, kinds, years)
+                           doc_ids, kinds, years, deadline)
         content = self.catalogue.without_names(question)
         vector = self.retriever.embed_query(question)
         reason = unanswerable_reason(content, self.vocabulary) or self._off_topic(vector)
@@ -114,7 +119,8 @@ class Engine:
             return abstain(question, reason, hits)
         answer = self.composer.write(question, picks)
         if mode == "llm":
-            return llm_answer(self.chat_model, question, hits, self.retriever.embedder.embed, answer, stream)
+            return llm_answer(self.chat_model, question, hits, self.retriever.embedder.embed, answer, stream,
+                              deadline=deadline, slots=self.model_slots)
         return answer
 
     def _off_topic(self, vector) -> str | None:
@@ -126,12 +132,17 @@ class Engine:
 
     # -- retrieval ---------------------------------------------------------------------
     def search(self, question: str, k: int | None = None, history: list | None = None,
-               doc_ids=None, kinds=None, years=None) -> list[Hit]:
-        """Validated question -> standalone query -> hybrid search -> hits, best first."""
+               doc_ids=None, kinds=None, years=None, deadline: Deadline | None = None) -> list[Hit]:
+        """Validated question -> standalone query -> hybrid search -> hits, best first.
+
+        ``deadline`` bounds the model's rewrite of a follow-up (by default, the LLM timeout).
+        """
         question = clean_question(question, self.settings.max_question_chars)
         k = self._check_k(k)
         history = clean_history(history)
-        condensed = condense(self.chat_model, question, history) if self.chat_model and history else None
+        deadline = deadline or Deadline(self.settings.llm_timeout_s)
+        condensed = (condense(self.chat_model, question, history, deadline, self.model_slots)
+                     if self.chat_model and history else None)
         query = condensed or standalone_query(question, history, self.catalogue, self.settings.history_turns)
         cues = self.catalogue.cues(query)
         filters = Filters(*self._check_filters(doc_ids, kinds, years))

@@ -71,7 +71,11 @@ class Settings(BaseSettings):
     llm_base_url: str | None = None
     llm_model: str | None = None
     llm_api_key: str | None = Field(default=None, repr=False)
+    #: One wall-clock deadline per question, for all its model calls (rewrite and answer).
     llm_timeout_s: float = 30.0
+    #: Model calls allowed at once; a question that finds them all taken is answered
+    #: extractively at once (so LLM questions never hold every worker of the web app).
+    llm_max_concurrent: int = 2
 
     # UI
     feedback_path: Path = ROOT / "feedback" / "feedback.jsonl"

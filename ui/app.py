@@ -155,7 +155,8 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
 
     engine = rag.load(settings)
     app = build_app(engine, Handlers(engine, FeedbackLog(settings.feedback_path)))
-    app.queue(default_concurrency_limit=4)
+    # 4 workers for everything else, beyond the model calls allowed at once.
+    app.queue(default_concurrency_limit=4 + (settings.llm_max_concurrent if engine.llm_available else 0))
     app.launch(server_name=host or settings.host, server_port=port or settings.port, share=False,
                css=CSS, head=HEAD, footer_links=["api"], show_error=False, quiet=True,
                allowed_paths=[], ssr_mode=False)
