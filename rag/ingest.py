@@ -126,7 +126,7 @@ def read_document(path: Path, max_bytes: int) -> tuple[str, str, str]:
     if stored == ".md" and suffix != ".md":
         text = text.strip() + "\n"
     first = next((line.strip("# ").strip() for line in text.splitlines() if line.strip()), "")
-    suggested = " ".join((title or first[:200]).split())  # tabs or line breaks in a title are spaces
+    suggested = " ".join((title or first).split())[:200]  # tabs or line breaks in a title are spaces
     suggested = "".join(ch for ch in suggested if unicodedata.category(ch) != "Cc")
     return text, suggested or path.stem, stored
 

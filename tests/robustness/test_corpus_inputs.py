@@ -217,6 +217,15 @@ def test_text_with_a_few_form_feeds_and_tabs_is_accepted(workspace, tmp_path):
     assert add_documents([path], workspace, rebuild=rebuild_with(workspace)) == ["paged"]
 
 
+def test_a_title_found_in_the_file_is_tidied_not_refused(workspace, tmp_path):
+    path = tmp_path / "long-title.html"
+    path.write_text("<html><head><title>" + "Zorblax\n\tAccord " * 300 + "</title></head>"
+                    "<body><p>The Zorblax Accord on lighthouse beacons.</p></body></html>", encoding="utf-8")
+    assert add_documents([path], workspace, rebuild=rebuild_with(workspace)) == ["long-title"]
+    doc = load_corpus(workspace.corpus_dir).get("long-title")
+    assert doc.title.startswith("Zorblax Accord Zorblax") and len(doc.title) <= 200 and "\n" not in doc.title
+
+
 _ADD_SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
