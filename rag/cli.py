@@ -147,6 +147,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from rag.learn.query_model import QueryTraining
+    from rag.learn.tune import tune
+
+    settings = settings_from(args)
+    config = QueryTraining()
+    config = replace(config, epochs=args.epochs or config.epochs, seed=args.seed)
+    report = tune(settings, [Path(p) for p in args.qa or []], config, progress=not args.quiet)
+    print(f"Tuned on {report.questions} questions ({report.examples} training examples, "
+          f"{report.documents} documents) in {report.seconds:.0f} s; installed in {report.model.folder}. "
+          "Run 'spacesec build' (or any command) to use it.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spacesec", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -197,6 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-baselines", action="store_true", help="skip the two tutorial baselines")
     evaluate.add_argument("--no-answers", action="store_true", help="score retrieval only")
     evaluate.set_defaults(func=cmd_eval)
+
+    tune = sub.add_parser("tune", help="train the query model on the question set (minutes; the "
+                                       "result is committed, so only after corpus or questions change)")
+    tune.add_argument("--qa", action="append", help="more training questions, for documents you added "
+                                                     "(JSONL, the format of training/questions.jsonl; repeatable)")
+    tune.add_argument("--epochs", type=int, help="passes over the questions (default 2)")
+    tune.add_argument("--seed", type=int, default=0)
+    tune.add_argument("--quiet", action="store_true")
+    tune.set_defaults(func=cmd_tune)
     _register_plugins(sub)
     return parser
 

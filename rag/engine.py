@@ -17,6 +17,8 @@ from rag.embedding import Embedder
 from rag.followup import is_follow_up, standalone_query
 from rag.index_store import IndexError_, LoadedIndex, build_index, check_index, expected_identity, load_index
 from rag.instruments import Catalogue, PartRef, section_ref
+from rag.learn.model_store import QUERY_LORA, TunedModelError, read_tuned_model
+from rag.learn.query_model import TunedQueryEmbedder
 from rag.llm import condense, llm_answer, make_chat_model
 from rag.retrieval import Filters, Hit, HybridRetriever
 from rag.sentences import answer_units
@@ -46,6 +48,7 @@ class Engine:
         ``embedder`` replaces the configured model (tests pass a small deterministic one).
         """
         corpus = load_corpus(settings.corpus_dir)
+        configured = embedder is None
         embedder = embedder or Embedder(settings.embedder, settings.embed_batch_size)
         identity = expected_identity(corpus, settings)
         problem = check_index(settings.index_dir, identity)
@@ -62,8 +65,9 @@ class Engine:
             log.warning("index unreadable (%s); rebuilding", exc)
             build_index(settings, embedder, force=True)
             index = load_index(settings.index_dir, identity)
+        query_embedder = _query_embedder(settings, corpus) if configured else embedder
         local = (index.chunks, index.vectors, index.faiss_index, embedder, settings,
-                 index.sentences, index.sentence_vectors)
+                 index.sentences, index.sentence_vectors, query_embedder)
         if settings.search_backend == "milvus":
             from rag.milvus_store import MilvusRetriever, MilvusStore
 
@@ -208,6 +212,25 @@ class Engine:
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 100:
             raise InvalidQuestion("k must be a whole number between 1 and 100.")
         return k
+
+
+def _query_embedder(settings: Settings, corpus: Corpus):
+    """The tuned query encoder when there is a usable one, else the installed model."""
+    embedder = Embedder(settings.embedder, settings.embed_batch_size)
+    if not settings.use_tuned_model:
+        return embedder
+    try:
+        tuned = read_tuned_model(settings.tuned_model_dir, settings.embedder)
+    except (TunedModelError, ValueError) as exc:
+        log.warning("not using the tuned model: %s", exc)
+        return embedder
+    if tuned is None:
+        return embedder
+    stale = tuned.staleness(corpus)
+    if stale:
+        log.warning("the tuned model predates the corpus (%s); it still helps, but run "
+                    "'spacesec tune' to train on what changed", "; ".join(stale))
+    return TunedQueryEmbedder(settings.embedder, tuned.folder / QUERY_LORA, settings.embed_batch_size)
 
 
 def abstain(question: str, reason: str, hits: list[Hit]) -> Answer:

@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     chunk_max_tokens: int = 256
     chunk_target_words: int = 160
 
+    # What the engine learned from questions (``spacesec tune``); committed, so nothing trains
+    # at set-up. Without it (or with ``use_tuned_model`` off) the installed model is used as is.
+    tuned_model_dir: Path = ROOT / "training" / "model"
+    use_tuned_model: bool = True
+    questions_path: Path = ROOT / "training" / "questions.jsonl"
+
     # Retrieval
     top_k: int = 5
     candidate_pool: int = 40

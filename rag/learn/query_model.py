@@ -14,6 +14,7 @@ import logging
 import math
 import random
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -114,7 +115,7 @@ def train_query_model(embedder: str, examples: list[Example], chunk_vectors: np.
     model = load_base(embedder)
     lora = LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, lora_dropout=0.0,
                       target_modules=LORA_TARGETS)
-    model[0].auto_model = get_peft_model(model[0].auto_model, lora)
+    model[0].model = get_peft_model(model[0].model, lora)
     chunks = torch.from_numpy(np.ascontiguousarray(chunk_vectors, dtype=np.float32))
     sentences = torch.from_numpy(np.ascontiguousarray(sentence_vectors, dtype=np.float32))
     params = [p for p in model.parameters() if p.requires_grad]
@@ -152,7 +153,7 @@ def save_lora(model, folder: Path) -> None:
     from safetensors.torch import load_file, save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    model[0].auto_model.save_pretrained(str(folder))
+    model[0].model.save_pretrained(str(folder))
     weights = folder / "adapter_model.safetensors"
     save_file({k: v.to(torch.float16).contiguous() for k, v in sorted(load_file(str(weights)).items())},
               str(weights), metadata={"format": "pt"})
@@ -165,7 +166,33 @@ def load_tuned(embedder: str, folder: Path):
     from peft import PeftModel
 
     model = load_base(embedder)
-    tuned = PeftModel.from_pretrained(model[0].auto_model, str(folder), torch_dtype=torch.float32)
-    model[0].auto_model = tuned.merge_and_unload().to(torch.float32)
+    tuned = PeftModel.from_pretrained(model[0].model, str(folder), torch_dtype=torch.float32)
+    model[0].model = tuned.merge_and_unload().to(torch.float32)
     model.eval()
     return model
+
+
+class TunedQueryEmbedder:
+    """Embeds questions with the tuned encoder; the interface of ``rag.embedding.Embedder``."""
+
+    def __init__(self, embedder: str, folder: Path, batch_size: int = 32) -> None:
+        self.name = f"{embedder}+{folder.name}"
+        self.batch_size = batch_size
+        self.path = folder
+        self._embedder = embedder
+
+    @cached_property
+    def _model(self):
+        log.info("loading the tuned query encoder from %s", self.path)
+        return load_tuned(self._embedder, self.path)
+
+    @property
+    def dimension(self) -> int:
+        return int(self._model.get_sentence_embedding_dimension())
+
+    def embed(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self._model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
+                                     convert_to_numpy=True, show_progress_bar=progress)
+        return np.asarray(vectors, dtype=np.float32)
