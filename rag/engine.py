@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from functools import cached_property
 from dataclasses import dataclass
+from functools import cached_property
 
 from langchain_core.documents import Document
 
@@ -15,7 +15,14 @@ from rag.citations import Answer, Citation
 from rag.corpus import Corpus, load_corpus
 from rag.embedding import Embedder
 from rag.followup import is_follow_up, standalone_query
-from rag.index_store import IndexError_, LoadedIndex, build_index, check_index, expected_identity, load_index
+from rag.index_store import (
+    IndexError_,
+    LoadedIndex,
+    build_index,
+    check_index,
+    expected_identity,
+    load_index,
+)
 from rag.instruments import Catalogue, PartRef, section_ref
 from rag.learn.model_store import QUERY_LORA, TunedModelError, read_tuned_model
 from rag.learn.query_model import TunedQueryEmbedder

@@ -31,8 +31,8 @@ def test_questions_that_point_back_are_follow_ups(question):
     "Who pays for damage caused by a falling satellite?",
     "Is it legal to test anti-satellite missiles?",
     # Long scenarios carry their own antecedents.
-    "A company launches a satellite from its home country and the satellite later breaks up. "
-    "Who has to answer for that?",
+    ("A company launches a satellite from its home country and the satellite later breaks up. "
+     "Who has to answer for that?"),
 ])
 def test_questions_that_stand_alone_are_not_follow_ups(question):
     assert not is_follow_up(question)
@@ -40,6 +40,7 @@ def test_questions_that_stand_alone_are_not_follow_ups(question):
 
 def test_few_self_contained_training_questions_read_as_follow_ups():
     from conftest import ROOT
+
     from rag.learn.questions import load_questions
 
     questions = load_questions(ROOT / "training" / "questions.jsonl")

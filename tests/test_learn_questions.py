@@ -7,8 +7,12 @@ import json
 import pytest
 from conftest import ROOT
 
-from rag.learn.questions import (QuestionFileError, load_questions, split_by_document,
-                                 split_by_provision)
+from rag.learn.questions import (
+    QuestionFileError,
+    load_questions,
+    split_by_document,
+    split_by_provision,
+)
 
 QUESTIONS = ROOT / "training" / "questions.jsonl"
 
