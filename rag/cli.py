@@ -120,6 +120,10 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.split:
+        return _validate(args)
+    if not args.qa:
+        raise ValueError("give a question set with --qa FILE, or a validation split with --split")
     from rag import evaluation
 
     engine = _engine(args)
@@ -144,6 +148,31 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(evaluation.format_table(f"Retrieval: {name}", summary) + "\n")
     if "answers" in report:
         print(evaluation.format_table("Answers (extractive)", report["answers"]))
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    """``eval --split``: train on part of the question set, score what was held out."""
+    from rag.learn import validation
+    from rag.learn.query_model import QueryTraining
+
+    settings = settings_from(args)
+    config = QueryTraining()
+    if args.split == "provisions":
+        runs = [("held-out provisions (15%)", lambda: validation.provision_split(settings, config, not args.quiet))]
+    else:
+        from rag.corpus import load_corpus
+
+        docs = args.doc or [d.doc_id for d in load_corpus(settings.corpus_dir).documents]
+        runs = [(f"held-out document: {d}", lambda d=d: validation.document_split(settings, d, config, not args.quiet))
+                for d in docs]
+    reports = {}
+    for title, run in runs:
+        reports[title] = run()
+        if not args.json:
+            print(validation.format_comparison(title, reports[title]) + "\n", flush=True)
+    if args.json:
+        print(json.dumps(reports, indent=2))
     return 0
 
 
@@ -207,7 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--quiet", action="store_true")
     add.set_defaults(func=cmd_add)
     evaluate = sub.add_parser("eval", help="score retrieval and answers on a question set")
-    evaluate.add_argument("--qa", required=True, help="JSONL question set (format of dev.jsonl)")
+    evaluate.add_argument("--qa", help="JSONL question set (format of dev.jsonl)")
+    evaluate.add_argument("--split", choices=["provisions", "documents"],
+                          help="instead: train on part of the training questions and score the rest, "
+                               "held out by provision (15%%) or by whole document (minutes per run)")
+    evaluate.add_argument("--doc", action="append", help="with --split documents: only this document "
+                                                          "(repeatable; default: every document)")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluate.add_argument("--k", type=int, default=10)
     evaluate.add_argument("--json", action="store_true")
     evaluate.add_argument("--no-baselines", action="store_true", help="skip the two tutorial baselines")

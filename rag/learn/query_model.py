@@ -102,6 +102,19 @@ def load_base(embedder: str):
     return SentenceTransformer(str(resolve_model_path(embedder)), device="cpu")
 
 
+def _batches(examples: list[Example], size: int, rng: random.Random) -> list[list[Example]]:
+    """Shuffled batches of questions of similar length (less padding, so faster steps)."""
+    order = list(examples)
+    rng.shuffle(order)
+    window = size * 8
+    batches = []
+    for start in range(0, len(order), window):
+        group = sorted(order[start:start + window], key=lambda e: len(e.text))
+        batches += [group[i:i + size] for i in range(0, len(group), size)]
+    rng.shuffle(batches)
+    return batches
+
+
 def train_query_model(embedder: str, examples: list[Example], chunk_vectors: np.ndarray,
                       sentence_vectors: np.ndarray, config: QueryTraining, progress: bool = False):
     """LoRA-tune the query side of ``embedder`` on ``examples``; returns the sentence-transformers
@@ -120,29 +133,21 @@ def train_query_model(embedder: str, examples: list[Example], chunk_vectors: np.
     sentences = torch.from_numpy(np.ascontiguousarray(sentence_vectors, dtype=np.float32))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.01)
-    steps = config.epochs * math.ceil(len(examples) / config.batch_size)
-    warmup = max(1, steps // 10)
+    plan = [batch for _ in range(config.epochs) for batch in _batches(examples, config.batch_size, rng)]
+    warmup = max(1, len(plan) // 10)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (steps - s) / steps))
-    order = list(examples)
-    bar = tqdm(total=steps, desc="tuning the query model", unit="step", disable=not progress)
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (len(plan) - s) / len(plan)))
     model.train()
-    for _ in range(config.epochs):
-        rng.shuffle(order)
-        for start in range(0, len(order), config.batch_size):
-            batch = order[start:start + config.batch_size]
-            queries = _encode(model, [e.text for e in batch])
-            loss = _multi_positive_loss(queries, chunks, [e.chunks for e in batch], config.scale)
-            if config.sentence_weight:
-                loss = loss + config.sentence_weight * _multi_positive_loss(
-                    queries, sentences, [e.sentences for e in batch], config.scale)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-    bar.close()
+    for batch in tqdm(plan, desc="tuning the query model", unit="step", disable=not progress):
+        queries = _encode(model, [e.text for e in batch])
+        loss = _multi_positive_loss(queries, chunks, [e.chunks for e in batch], config.scale)
+        if config.sentence_weight:
+            loss = loss + config.sentence_weight * _multi_positive_loss(
+                queries, sentences, [e.sentences for e in batch], config.scale)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
     model.eval()
     return model
 
