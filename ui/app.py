@@ -79,13 +79,19 @@ document.addEventListener("click", (event) => {
   target.classList.add("flash");
   setTimeout(() => target.classList.remove("flash"), 2000);
 }, true);
+const SENDS = {"question": "#ask", "search-query": "#search-run"};
+const sendBox = (event) => event.key === "Enter" && !event.isComposing && event.target.closest
+  && event.target.closest("#question textarea, #search-query textarea");
+document.addEventListener("keypress", (event) => {
+  if (sendBox(event)) event.stopPropagation();  // Gradio's own handler sends on Shift+Enter
+}, true);
 document.addEventListener("keydown", (event) => {
-  if (event.key !== "Enter" || event.isComposing || !event.target.closest) return;
-  if (!event.target.closest("#question textarea, #search-query textarea")) return;
-  event.stopPropagation();  // Gradio's own handler would send on Shift+Enter
+  const box = sendBox(event);
+  if (!box) return;
+  event.stopPropagation();
   if (event.shiftKey) return;  // the browser inserts the line break
   event.preventDefault();
-  const button = document.querySelector(event.target.closest("#question") ? "#ask" : "#search-run");
+  const button = document.querySelector(SENDS[box.closest("#question, #search-query").id]);
   if (button) button.click();
 }, true);
 document.addEventListener("input", (event) => {

@@ -452,6 +452,7 @@ def test_llm_draft_is_shown_as_a_draft_and_replaced_by_the_checked_answer(ui_eng
     import dataclasses
 
     from fake_openai_server import FakeOpenAIServer, Reply
+
     from rag.llm import make_chat_model
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
