@@ -58,6 +58,10 @@ a.chip { font-size: 0.85em; text-decoration: none !important; padding: 1px 8px; 
 .copy-citation { margin-top: 6px; font-size: 0.85em; padding: 2px 10px; border-radius: 4px; cursor: pointer;
                  border: 1px solid var(--border-color-primary); background: var(--background-fill-secondary); }
 .doc-meta a { overflow-wrap: anywhere; }
+@media (max-width: 600px) {  /* phones: answers use the whole width */
+  #chat .message-row.bubble { max-width: calc(100% - 8px) !important; }
+  a.chip { font-size: 0.8em; }
+}
 """
 
 # Markers and chips link to "#src-<turn>-<n>": unfold earlier answers' sources if needed,
@@ -265,4 +269,8 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None, 
     app.launch(server_name=host or settings.host, server_port=port or settings.port, share=False,
                theme=theme, css=CSS, head=HEAD, footer_links=["api"], show_error=False, quiet=True,
                allowed_paths=[], ssr_mode=False, mcp_server=mcp, max_file_size="1kb",
-               app_kwargs={"middleware": [Middleware(RequestGuard)]})
+               app_kwargs={"middleware": [Middleware(RequestGuard)]}, prevent_thread_lock=True)
+    # Gradio is quiet: say once, when it is ready, where the app is.
+    print(f"The app is ready at {app.local_url}" + (f" (MCP: {app.local_url}gradio_api/mcp/)" if mcp else "")
+          + "; press Ctrl+C to stop it.", flush=True)
+    app.block_thread()

@@ -26,6 +26,7 @@ from ui.render import (
     excerpts_html,
     sources_html,
     sources_panel,
+    strength,
 )
 
 log = logging.getLogger(__name__)
@@ -74,14 +75,17 @@ class Handlers:
             return chat, self.sources(answers), f"⚠️ {ERROR_MESSAGE}", answers, question, ""
         answers.append(answer)
         filters = self.filters_text(doc_ids, kinds, years)
+        weak_below = self.engine.settings.weak_answer_confidence
         chat += [{"role": "user", "content": escape_markdown(question)},
                  {"role": "assistant", "content": answer_markdown(
-                     answer, len(answers), self.labels(answer), filters,
-                     self.engine.settings.weak_answer_confidence)}]
+                     answer, len(answers), self.labels(answer), filters, weak_below)}]
         if answer.abstained:
             status = "Not found in the corpus: related passages are listed, not an answer."
         else:
             status = f"Answered with {len(answer.citations)} cited passage(s)."
+            flag = strength(answer, weak_below)
+            if flag:
+                status += f" {flag[0]}: read the sources before relying on it."
         return chat, self.sources(answers, filters), status, answers, "", answer.to_markdown()
 
     def ask_stream(self, question: str, chat: list, answers: list[Answer], doc_ids, kinds, years, mode, k):

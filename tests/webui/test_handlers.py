@@ -433,7 +433,9 @@ def test_weak_match_marker_follows_the_settings_threshold(handlers, monkeypatch)
     answer = handlers.engine.ask(LIABILITY_Q)
     threshold = {"weak_answer_confidence": answer.confidence + 0.01}
     monkeypatch.setattr(handlers.engine, "settings", handlers.engine.settings.model_copy(update=threshold))
-    assert "Weak match" in ask(handlers, LIABILITY_Q)["chat"][-1]["content"]
+    weak = ask(handlers, LIABILITY_Q)
+    assert "Weak match" in weak["chat"][-1]["content"]
+    assert weak["status"].endswith("Weak match: read the sources before relying on it.")
     threshold = {"weak_answer_confidence": answer.confidence - 0.01}
     monkeypatch.setattr(handlers.engine, "settings", handlers.engine.settings.model_copy(update=threshold))
     assert "Weak match" not in ask(handlers, LIABILITY_Q)["chat"][-1]["content"]
