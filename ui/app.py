@@ -54,7 +54,7 @@ a.chip { font-size: 0.85em; text-decoration: none !important; padding: 1px 8px; 
 .filters { font-size: 0.85em; color: var(--body-text-color-subdued); }
 .strength { font-size: 0.8em; font-weight: 700; padding: 1px 6px; border-radius: 4px; cursor: help;
             background: #fde8c8; color: #7a4100; }
-#chat .message-wrap .pending, #chat [data-testid='bot'] .thought { opacity: 0.6; }
+#chat .thought-group .content { opacity: 0.55; }  /* an LLM draft, not yet checked */
 .copy-citation { margin-top: 6px; font-size: 0.85em; padding: 2px 10px; border-radius: 4px; cursor: pointer;
                  border: 1px solid var(--border-color-primary); background: var(--background-fill-secondary); }
 .doc-meta a { overflow-wrap: anywhere; }

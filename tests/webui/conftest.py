@@ -101,12 +101,15 @@ def _log_tail(path: Path, chars: int = 4000) -> str:
 
 
 @contextmanager
-def serving(ui_paths: UiPaths, run_dir: Path, *extra: str) -> Iterator[Server]:
-    """``spacesec serve [extra...]`` on a free port of 127.0.0.1, until the block ends."""
+def serving(ui_paths: UiPaths, run_dir: Path, *extra: str, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """``spacesec serve [extra...]`` on a free port of 127.0.0.1, until the block ends; ``env``
+    adds environment variables (settings such as SPACESEC_LLM_PROVIDER)."""
     feedback_path = run_dir / "feedback.jsonl"
     log_path = run_dir / "server.log"
     port = free_port()
+    extra_env = env or {}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SPACESEC_", "GRADIO_"))}
+    env.update(extra_env)
     env.update({
         "SPACESEC_FEEDBACK_PATH": str(feedback_path),
         "GRADIO_ANALYTICS_ENABLED": "False",
