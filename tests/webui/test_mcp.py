@@ -61,3 +61,16 @@ async def test_cited_answer_tool_quotes_or_says_not_in_the_corpus(mcp_url):
 async def test_bad_input_is_a_sentence_not_an_error(mcp_url):
     _, text = await call(mcp_url, "search_excerpts", query="liability", documents=["no-such-doc"])
     assert text.startswith("Error: Unknown document 'no-such-doc'")
+
+
+def test_the_web_app_still_answers_when_serving_mcp(mcp_url):
+    """With --mcp the UI's own events leave the API docs (so the tool list), not the app."""
+    from gradio_client import Client
+
+    client = Client(mcp_url.removesuffix("gradio_api/mcp/"), verbose=False)
+    assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == {
+        "/search_excerpts", "/cited_answer"}
+    chat, _sources, status, _question, _markdown = client.predict(
+        "Who is liable for damage caused by a space object on the ground?", [], [], [], [], "extractive", 5,
+        api_name="/ask")
+    assert status.startswith("Answered with") and len(chat) == 2
