@@ -66,30 +66,31 @@ def browser():
         playwright.stop()
 
 
-@pytest.fixture
-def page(browser, ui_server):
-    """A fresh browser session (so a fresh conversation) on the app's page."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.set_default_timeout(20_000)
-    page = context.new_page()
-    page.goto(ui_server.url)
-    page.wait_for_selector("#question textarea")
-    yield page
-    context.close()
-
-
 DESKTOP = {"width": 1440, "height": 900}
 PHONE = {"width": 390, "height": 844}
 
 
-@pytest.fixture(params=[DESKTOP, PHONE], ids=["1440x900", "390x844"])
-def sized_page(request, browser, ui_server):
-    """A fresh session on the app at a desktop and at a phone width."""
-    context = browser.new_context(viewport=request.param)
+def fresh_page(browser, url: str, viewport: dict):
+    """A fresh browser session (so a fresh conversation) on the app's page, and its context."""
+    context = browser.new_context(viewport=viewport)
     context.set_default_timeout(20_000)
     page = context.new_page()
-    page.goto(ui_server.url)
+    page.goto(url)
     page.wait_for_selector("#question textarea")
+    return page, context
+
+
+@pytest.fixture
+def page(browser, ui_server):
+    page, context = fresh_page(browser, ui_server.url, {"width": 1400, "height": 1000})
+    yield page
+    context.close()
+
+
+@pytest.fixture(params=[DESKTOP, PHONE], ids=["1440x900", "390x844"])
+def sized_page(request, browser, ui_server):
+    """The same at a desktop and at a phone width."""
+    page, context = fresh_page(browser, ui_server.url, request.param)
     yield page
     context.close()
 
