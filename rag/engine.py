@@ -14,7 +14,7 @@ from rag.answer import AnswerComposer
 from rag.citations import Answer, Citation
 from rag.corpus import Corpus, load_corpus
 from rag.embedding import Embedder
-from rag.followup import standalone_query
+from rag.followup import is_follow_up, standalone_query
 from rag.index_store import IndexError_, LoadedIndex, build_index, check_index, expected_identity, load_index
 from rag.instruments import Catalogue, PartRef, section_ref
 from rag.llm import condense, llm_answer, make_chat_model
@@ -131,7 +131,8 @@ class Engine:
         question = clean_question(question, self.settings.max_question_chars)
         k = self._check_k(k)
         history = clean_history(history)
-        condensed = condense(self.chat_model, question, history) if self.chat_model and history else None
+        follow_up = bool(history) and is_follow_up(question)
+        condensed = condense(self.chat_model, question, history) if self.chat_model and follow_up else None
         query = condensed or standalone_query(question, history, self.catalogue, self.settings.history_turns)
         cues = self.catalogue.cues(query)
         filters = Filters(*self._check_filters(doc_ids, kinds, years))
