@@ -108,6 +108,8 @@ class ExcerptFinder:
         pinpoint = next((p.pinpoint for p in self._paragraphs[(chunk.doc_id, chunk.section)]
                          if p.start <= where < p.end), "")
         part = section_citation(chunk.section)
+        if chunk.section.startswith("Paragraph ") and re.fullmatch(r"\(\d+\)", pinpoint):
+            pinpoint = ""  # the section is the paragraph (a subtitle line is not a paragraph of its own)
         if pinpoint and part == chunk.section:  # "Preamble, para. 3", not "Preamble(3)"
             number, _, rest = pinpoint[1:].partition(")")
             pinpoint = f", para. {number}{rest}"

@@ -42,6 +42,10 @@ def test_section_citation(section, cited):
      "Liability Convention (1972), art. IV(2)"),
     ("registration-convention-1975/article-i/1", "(i) A State which launches",
      "Registration Convention (1975), art. I(a)(i)"),
+    ("us-da-asat-test-commitment-fact-sheet-2022/paragraph-1/1", "Today at Vandenberg",
+     "US DA-ASAT test commitment fact sheet (2022), para. 1"),
+    ("outer-space-treaty-1967/preamble/1", "Recognizing the common interest",
+     "Outer Space Treaty (1967), Preamble, para. 3"),
 ])
 def test_formal_citation_pinpoints_the_paragraph(real_engine, finder, chunk_id, phrase, cited):
     c = chunk(real_engine, chunk_id, phrase)

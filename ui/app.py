@@ -266,6 +266,8 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None, 
     app = build_app(engine, Handlers(engine, FeedbackLog(settings.feedback_path)), mcp)
     app.queue(default_concurrency_limit=4)
     theme = gr.themes.Default(font=FONTS, font_mono=MONO_FONTS)
+    # RequestGuard refuses every upload and cross-site write; the 1 kB cap is a second lock
+    # should Gradio add an upload route the guard does not know.
     app.launch(server_name=host or settings.host, server_port=port or settings.port, share=False,
                theme=theme, css=CSS, head=HEAD, footer_links=["api"], show_error=False, quiet=True,
                allowed_paths=[], ssr_mode=False, mcp_server=mcp, max_file_size="1kb",
