@@ -217,9 +217,10 @@ def build_app(engine: Engine, handlers: Handlers, mcp: bool = False) -> gr.Block
         with gr.Tab("Briefing"):
             gr.Markdown("Build a cited onboarding briefing from a preset topic or your own questions.")
             with gr.Row():
-                preset = gr.Dropdown(list(presets()), label="Preset topic", elem_id="brief-preset")
+                # min_width: on a phone the two stack instead of squeezing side by side
+                preset = gr.Dropdown(list(presets()), label="Preset topic", elem_id="brief-preset", min_width=300)
                 custom = gr.Textbox(label="Or your own questions, one per line", lines=4,
-                                    elem_id="brief-questions")
+                                    elem_id="brief-questions", min_width=300)
             brief_btn = gr.Button("Build briefing", variant="primary", elem_id="brief-build")
             brief_status = gr.Markdown(elem_id="brief-status")
             brief_files = gr.File(label="Download", file_count="multiple", elem_id="brief-files",

@@ -541,6 +541,8 @@ def test_no_single_option_radio_and_no_empty_file_boxes(sized_page):
     expect()(page.locator("#brief-build")).to_be_visible()
     expect()(page.locator("#brief-files")).not_to_be_visible()
     assert page.get_by_text("Drop File Here").count() == 0
+    # on a phone the preset list and the question box stack rather than squeeze
+    assert page.locator("#brief-preset").bounding_box()["width"] >= 280
 
 
 def test_search_tab_lists_highlighted_excerpts_and_copies_a_formal_citation(sized_page, ui_server, shots):
