@@ -119,7 +119,7 @@ def test_follow_up_passes_the_earlier_turns_as_history(handlers, monkeypatch):
         return real_ask(question, **kwargs)
 
     monkeypatch.setattr(handlers.engine, "ask", spy)
-    second = ask(handlers, "Who pays the expenses?", first["chat"], first["answers"])
+    second = ask(handlers, "Who pays the expenses of returning them?", first["chat"], first["answers"])
     assert seen["history"] == [{"role": "user", "content": ASTRONAUTS_Q},
                                {"role": "assistant", "content": first["answers"][0].text}]
     assert "rescue-agreement-1968" in cited_docs(second["answers"][-1])
