@@ -80,6 +80,27 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    from rag.excerpts import ExcerptFinder
+
+    engine = _engine(args)
+    excerpts = ExcerptFinder(engine).search(args.query, args.k, args.doc, args.kind, args.year)
+    if args.json:
+        print(json.dumps([e.to_dict() for e in excerpts], indent=2, ensure_ascii=False))
+        return 0
+    if not excerpts:
+        print("No passage matches; try other words or fewer filters.")
+    color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
+    for e in excerpts:
+        text = e.text
+        if color:  # bold yellow, from the last span back so earlier offsets stay valid
+            for start, end in reversed(e.highlights):
+                text = f"{text[:start]}\033[1;33m{text[start:end]}\033[0m{text[end:]}"
+        print(f"[{e.rank}] {e.citation}  (score {e.score:.2f})")
+        print("    " + text.strip().replace("\n", "\n    ") + "\n")
+    return 0
+
+
 def cmd_brief(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -218,6 +239,17 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--doc", action="append", help="only this document id (repeatable)")
     ask.add_argument("--json", action="store_true")
     ask.set_defaults(func=cmd_ask)
+
+    search = sub.add_parser("search", help="ranked verbatim excerpts with formal citations (no answer)")
+    search.add_argument("query")
+    search.add_argument("--k", type=int, default=5, help="number of excerpts (default 5)")
+    search.add_argument("--doc", action="append", help="only this document id (repeatable)")
+    search.add_argument("--kind", action="append", help="only this kind, e.g. treaty (repeatable)")
+    search.add_argument("--year", action="append", type=int, help="only this year (repeatable)")
+    search.add_argument("--color", choices=["auto", "always", "never"], default="auto",
+                        help="highlight matching words (default: when printing to a terminal)")
+    search.add_argument("--json", action="store_true", help="citation, text and highlight spans as JSON")
+    search.set_defaults(func=cmd_search)
 
     brief = sub.add_parser("brief", help="write a cited onboarding briefing (.md, .html, .pdf)")
     brief.add_argument("topic", nargs="?", help="a preset topic (see --list) or a file of questions, one a line")

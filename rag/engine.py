@@ -244,6 +244,7 @@ def abstain(question: str, reason: str, hits: list[Hit]) -> Answer:
     """The corpus does not answer: say so, and list the closest passages as related only."""
     related = [Citation.from_chunk(n, h.chunk, *_lead_sentence(h.chunk.text), h.dense)
                for n, h in enumerate(hits[:3], 1)]
+    reason = reason[:1].upper() + reason[1:]  # it follows "Not found in the corpus:" as a sentence
     text = (f"Not found in the corpus: {reason}. The passages below are the closest the corpus has; "
             "they are related material, not an answer.")
     return Answer(question=question, text=text, citations=[], abstained=True, related=related)
