@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -147,9 +148,23 @@ class Engine:
         query = condensed or standalone_query(question, history, self.catalogue, self.settings.history_turns)
         cues = self.catalogue.cues(query)
         filters = Filters(*self._check_filters(doc_ids, kinds, years))
+        overview = self.catalogue.overview_of(query)
+        if overview:
+            return self._overview(overview, k, filters, query)
         content = self.catalogue.without_names(query)
         hits = self.retriever.search(content, k, cues, filters)
         return self._with_cross_reference(hits, k, filters, content)
+
+    def _overview(self, doc_id: str, k: int, filters: Filters, query: str) -> list[Hit]:
+        """A question about a document as a whole is answered from what says what it is and
+        is for: sections on its purpose, objectives or scope, then its opening (preamble or
+        first paragraphs), in document order. Structure, not similarity, picks them."""
+        positions = [i for i, c in enumerate(self.index.chunks) if c.doc_id == doc_id and filters.admit(c)]
+        ranked = sorted((_overview_rank(self.index.chunks[i]), i) for i in positions)
+        top = [i for _, i in ranked][:k]
+        vector = self.retriever.embed_query(query)
+        return [Hit(self.index.chunks[i], 1.0 - rank / max(len(top), 1),
+                    float(self.index.vectors[i] @ vector), 0.0) for rank, i in enumerate(top)]
 
     def _with_cross_reference(self, hits: list[Hit], k: int, filters: Filters, query: str) -> list[Hit]:
         """When the best passage applies another instrument's provision ("in accordance with
@@ -219,6 +234,19 @@ class Engine:
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 100:
             raise InvalidQuestion("k must be a whole number between 1 and 100.")
         return k
+
+
+_PURPOSE = re.compile(r"\b(?:purposes?|objectives?|scope)\b", re.IGNORECASE)
+_CONTEXT = re.compile(r"\b(?:rationale|background)\b", re.IGNORECASE)
+
+
+def _overview_rank(chunk) -> int:
+    """0 a section on the document's purpose, 1 its background, 2 its preamble, 3 the rest."""
+    if _PURPOSE.search(chunk.section_title):
+        return 0
+    if _CONTEXT.search(chunk.section_title):
+        return 1
+    return 2 if chunk.section == "Preamble" else 3
 
 
 def _query_embedder(settings: Settings, corpus: Corpus):
