@@ -72,12 +72,7 @@ def section_ref(label: str) -> PartRef | None:
 
 
 #: Words of a question about a document as a whole: what it is, is for, covers, aims at.
-_OVERVIEW_WORDS = frozenset("""
-    a about aim aims all an and are at briefly brief cover covers covered describe did do does document
-    explain for general give goal goals i in instrument intended is it its key main me mean means
-    objective objectives of on over overall overview point points purpose purposes say says scope
-    short summarise summarize summary tell the this what whole why
-""".split())
+_OVERVIEW_WORDS = frozenset(["a", "about", "aim", "aims", "all", "an", "and", "are", "at", "briefly", "brief", "cover", "covers", "covered", "describe", "did", "do", "does", "document", "explain", "for", "general", "give", "goal", "goals", "i", "in", "instrument", "intended", "is", "it", "its", "key", "main", "me", "mean", "means", "objective", "objectives", "of", "on", "over", "overall", "overview", "point", "points", "purpose", "purposes", "say", "says", "scope", "short", "summarise", "summarize", "summary", "tell", "the", "this", "what", "whole", "why"])
 
 
 @dataclass(frozen=True)

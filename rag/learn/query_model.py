@@ -11,7 +11,6 @@ whole corpus, which is small enough to score in full).
 from __future__ import annotations
 
 import logging
-import math
 import random
 from dataclasses import dataclass
 from functools import cached_property
