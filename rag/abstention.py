@@ -22,10 +22,8 @@ _NUMBER = re.compile(r"\b\d+(?:[./-]\d+)*\b")
 _ACRONYM = re.compile(r"\b[A-Z][A-Z0-9-]{1,9}s?\b")
 _CAPITALISED_RUN = re.compile(r"\b[A-Z][a-z'’]+(?:\s+[A-Z][a-z'’]+)+\b")
 _SAFE_ACRONYMS = frozenset({"UN", "US", "USA", "UK", "EU", "OST", "LTS", "NPS", "CSPO", "ASAT", "DA-ASAT"})
-_NUMBER_WORDS = ("one two three four five six seven eight nine ten eleven twelve fifteen twenty thirty "
-                 "forty fifty sixty hundred thousand million first second third once twice annual "
-                 "annually daily monthly yearly").split()
-_MONTHS = ("january february march april may june july august september october november december").split()
+_NUMBER_WORDS = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "fifteen", "twenty", "thirty", "forty", "fifty", "sixty", "hundred", "thousand", "million", "first", "second", "third", "once", "twice", "annual", "annually", "daily", "monthly", "yearly"]
+_MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november", "december"]
 _ASKS_NUMBER = re.compile(r"\b(how (?:many|much|long|far|high|soon)|what (?:altitude|height|distance|"
                           r"percentage|number|amount|dose|limit))\b", re.IGNORECASE)
 _ASKS_DATE = re.compile(r"^\W*when\b|\b(?:what|which) (?:year|date)\b", re.IGNORECASE)

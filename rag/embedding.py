@@ -29,6 +29,13 @@ def resolve_model_path(name: str) -> Path:
     return Path(module.get_model_path())
 
 
+def offline_environment() -> None:
+    """Hugging Face libraries must never try the network: models come from local folders."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
 class Embedder:
     """Normalised sentence embeddings on the CPU; never downloads anything."""
 
@@ -39,9 +46,7 @@ class Embedder:
 
     @cached_property
     def _model(self):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        offline_environment()
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
-from functools import cached_property
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from langchain_core.documents import Document
 
@@ -14,9 +15,18 @@ from rag.answer import AnswerComposer
 from rag.citations import Answer, Citation
 from rag.corpus import Corpus, load_corpus
 from rag.embedding import Embedder
-from rag.followup import standalone_query
-from rag.index_store import IndexError_, LoadedIndex, build_index, check_index, expected_identity, load_index
+from rag.followup import is_follow_up, standalone_query
+from rag.index_store import (
+    IndexError_,
+    LoadedIndex,
+    build_index,
+    check_index,
+    expected_identity,
+    load_index,
+)
 from rag.instruments import Catalogue, PartRef, section_ref
+from rag.learn.model_store import QUERY_LORA, TunedModelError, read_tuned_model
+from rag.learn.query_model import TunedQueryEmbedder
 from rag.llm import condense, llm_answer, make_chat_model
 from rag.llm_budget import Deadline, ModelSlots
 from rag.retrieval import Filters, Hit, HybridRetriever
@@ -48,6 +58,7 @@ class Engine:
         ``embedder`` replaces the configured model (tests pass a small deterministic one).
         """
         corpus = load_corpus(settings.corpus_dir)
+        configured = embedder is None
         embedder = embedder or Embedder(settings.embedder, settings.embed_batch_size)
         identity = expected_identity(corpus, settings)
         problem = check_index(settings.index_dir, identity)
@@ -64,8 +75,9 @@ class Engine:
             log.warning("index unreadable (%s); rebuilding", exc)
             build_index(settings, embedder, force=True)
             index = load_index(settings.index_dir, identity)
+        query_embedder = _query_embedder(settings, corpus) if configured else embedder
         local = (index.chunks, index.vectors, index.faiss_index, embedder, settings,
-                 index.sentences, index.sentence_vectors)
+                 index.sentences, index.sentence_vectors, query_embedder)
         if settings.search_backend == "milvus":
             from rag.milvus_store import MilvusRetriever, MilvusStore
 
@@ -140,15 +152,30 @@ class Engine:
         question = clean_question(question, self.settings.max_question_chars)
         k = self._check_k(k)
         history = clean_history(history)
+        follow_up = bool(history) and is_follow_up(question)
         deadline = deadline or Deadline(self.settings.llm_timeout_s)
         condensed = (condense(self.chat_model, question, history, deadline, self.model_slots)
-                     if self.chat_model and history else None)
+                     if self.chat_model and follow_up else None)
         query = condensed or standalone_query(question, history, self.catalogue, self.settings.history_turns)
         cues = self.catalogue.cues(query)
         filters = Filters(*self._check_filters(doc_ids, kinds, years))
+        overview = self.catalogue.overview_of(query)
+        if overview:
+            return self._overview(overview, k, filters, query)
         content = self.catalogue.without_names(query)
         hits = self.retriever.search(content, k, cues, filters)
         return self._with_cross_reference(hits, k, filters, content)
+
+    def _overview(self, doc_id: str, k: int, filters: Filters, query: str) -> list[Hit]:
+        """A question about a document as a whole is answered from what says what it is and
+        is for: sections on its purpose, objectives or scope, then its opening (preamble or
+        first paragraphs), in document order. Structure, not similarity, picks them."""
+        positions = [i for i, c in enumerate(self.index.chunks) if c.doc_id == doc_id and filters.admit(c)]
+        ranked = sorted((_overview_rank(self.index.chunks[i]), i) for i in positions)
+        top = [i for _, i in ranked][:k]
+        vector = self.retriever.embed_query(query)
+        return [Hit(self.index.chunks[i], 1.0 - rank / max(len(top), 1),
+                    float(self.index.vectors[i] @ vector), 0.0) for rank, i in enumerate(top)]
 
     def _with_cross_reference(self, hits: list[Hit], k: int, filters: Filters, query: str) -> list[Hit]:
         """When the best passage applies another instrument's provision ("in accordance with
@@ -204,10 +231,43 @@ class Engine:
         return k
 
 
+_PURPOSE = re.compile(r"\b(?:purposes?|objectives?|scope)\b", re.IGNORECASE)
+_CONTEXT = re.compile(r"\b(?:rationale|background)\b", re.IGNORECASE)
+
+
+def _overview_rank(chunk) -> int:
+    """0 a section on the document's purpose, 1 its background, 2 its preamble, 3 the rest."""
+    if _PURPOSE.search(chunk.section_title):
+        return 0
+    if _CONTEXT.search(chunk.section_title):
+        return 1
+    return 2 if chunk.section == "Preamble" else 3
+
+
+def _query_embedder(settings: Settings, corpus: Corpus):
+    """The tuned query encoder when there is a usable one, else the installed model."""
+    embedder = Embedder(settings.embedder, settings.embed_batch_size)
+    if not settings.use_tuned_model:
+        return embedder
+    try:
+        tuned = read_tuned_model(settings.tuned_model_dir, settings.embedder)
+    except (TunedModelError, ValueError) as exc:
+        log.warning("not using the tuned model: %s", exc)
+        return embedder
+    if tuned is None:
+        return embedder
+    stale = tuned.staleness(corpus)
+    if stale:
+        log.warning("the tuned model predates the corpus (%s); it still helps, but run "
+                    "'spacesec tune' to train on what changed", "; ".join(stale))
+    return TunedQueryEmbedder(settings.embedder, tuned.folder / QUERY_LORA, settings.embed_batch_size)
+
+
 def abstain(question: str, reason: str, hits: list[Hit]) -> Answer:
     """The corpus does not answer: say so, and list the closest passages as related only."""
     related = [Citation.from_chunk(n, h.chunk, *_lead_sentence(h.chunk.text), h.dense)
                for n, h in enumerate(hits[:3], 1)]
+    reason = reason[:1].upper() + reason[1:]  # it follows "Not found in the corpus:" as a sentence
     text = (f"Not found in the corpus: {reason}. The passages below are the closest the corpus has; "
             "they are related material, not an answer.")
     return Answer(question=question, text=text, citations=[], abstained=True, related=related)

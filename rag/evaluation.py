@@ -37,6 +37,11 @@ def _grams(words: list[str], n: int = 4) -> list[tuple[str, ...]]:
     return [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
 
 
+def quote_grams(text: str) -> set[tuple[str, ...]]:
+    """The word 4-grams the scoring rule compares."""
+    return set(_grams(tokens(text)))
+
+
 def covers(passage: str, quote: str, threshold: float = 0.6) -> bool:
     """Whether ``passage`` covers ``quote`` under the shared 60%-of-4-grams rule."""
     quote_grams = _grams(tokens(quote))

@@ -28,6 +28,7 @@ import numpy as np
 from rag.chunking import CHUNKER_VERSION, Chunk, chunk_document
 from rag.corpus import Corpus, load_corpus
 from rag.embedding import Embedder
+from rag.learn.model_store import TunedModelError, read_tuned_model
 from rag.sentences import answer_units
 from rag.settings import Settings
 
@@ -95,7 +96,23 @@ def expected_identity(corpus: Corpus, settings: Settings) -> dict:
         "chunker": {"version": CHUNKER_VERSION, "max_tokens": settings.chunk_max_tokens,
                     "target_words": settings.chunk_target_words},
         "libraries": _library_versions(),
+        "query_model": tuned_model_identity(settings),
     }
+
+
+def tuned_model_identity(settings: Settings) -> dict | None:
+    """What the tuned query model was trained on (questions, documents, base model), or None
+    when the installed model is used as is. A changed model makes the index stale."""
+    if not settings.use_tuned_model:
+        return None
+    try:
+        tuned = read_tuned_model(settings.tuned_model_dir, settings.embedder)
+    except (TunedModelError, ValueError):
+        return None  # the engine says why when it loads
+    if tuned is None:
+        return None
+    keys = ("questions_sha256", "documents", "base_model_sha256")
+    return {"digest": tuned.digest} | {k: tuned.manifest.get(k) for k in keys}
 
 
 def fingerprint(identity: dict) -> str:
@@ -155,7 +172,7 @@ def _check_build(index_dir: Path, folder: Path | None, identity: dict) -> str | 
     manifest = _read_build_manifest(folder)
     if manifest is None:
         return "index manifest is unreadable"
-    for key in ("format", "documents", "catalogue", "embedder", "chunker", "libraries"):
+    for key in ("format", "documents", "catalogue", "embedder", "chunker", "libraries", "query_model"):
         if manifest.get(key) != identity[key]:
             return f"index is stale ({key} changed)"
     files = manifest.get("files")

@@ -18,10 +18,7 @@ logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index buil
 # Keeps "b.10" and "a.4" (guideline ids), roman numerals, numbers and hyphenated terms' parts.
 _TOKEN = re.compile(r"[a-z]\.\d+|[a-z0-9]+")
 STOPWORDS = frozenset(
-    """a an and are as at be been but by can could did do does for from had has have how i if in
-    into is it its may me might must my no not of on or our shall should so such than that the
-    their them then there these they this those to under up upon was we were what when where which
-    who whom whose why will with would you your about also any each other own same very""".split()
+    ["a", "an", "and", "are", "as", "at", "be", "been", "but", "by", "can", "could", "did", "do", "does", "for", "from", "had", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its", "may", "me", "might", "must", "my", "no", "not", "of", "on", "or", "our", "shall", "should", "so", "such", "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "those", "to", "under", "up", "upon", "was", "we", "were", "what", "when", "where", "which", "who", "whom", "whose", "why", "will", "with", "would", "you", "your", "about", "also", "any", "each", "other", "own", "same", "very"]
 )
 
 

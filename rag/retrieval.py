@@ -74,7 +74,7 @@ class HybridRetriever:
 
     def __init__(self, chunks: list[Chunk], vectors: np.ndarray, index: faiss.Index,
                  embedder: Embedder, settings: Settings, sentences: np.ndarray | None = None,
-                 sentence_vectors: np.ndarray | None = None) -> None:
+                 sentence_vectors: np.ndarray | None = None, query_embedder: Embedder | None = None) -> None:
         self.chunks = chunks
         self.vectors = vectors
         self.sentence_vectors = sentence_vectors
@@ -82,7 +82,8 @@ class HybridRetriever:
         owners = sentences[:, 0] if sentences is not None and len(sentences) else np.zeros(0, np.int32)
         self._sentence_owner, self._sentence_starts = np.unique(owners, return_index=True)
         self.index = index
-        self.embedder = embedder
+        self.embedder = embedder  # passages (and anything compared with them symmetrically)
+        self.query_embedder = query_embedder or embedder  # questions: the tuned encoder if any
         self.settings = settings
         self.lexical = LexicalIndex([c.embed_text for c in chunks])
         self._refs = [section_ref(c.section) for c in chunks]
@@ -92,7 +93,7 @@ class HybridRetriever:
         self.embed_query = lru_cache(maxsize=2048)(self._embed_query)
 
     def _embed_query(self, text: str) -> np.ndarray:
-        return self.embedder.embed([text])[0]
+        return self.query_embedder.embed([text])[0]
 
     def allowed_mask(self, doc_ids=None, kinds=None, years=None) -> np.ndarray | None:
         """Chunks that pass the metadata filters (None when nothing is filtered)."""

@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     chunk_max_tokens: int = 256
     chunk_target_words: int = 160
 
+    # What the engine learned from questions (``spacesec tune``); committed, so nothing trains
+    # at set-up. Without it (or with ``use_tuned_model`` off) the installed model is used as is.
+    tuned_model_dir: Path = ROOT / "training" / "model"
+    use_tuned_model: bool = True
+    questions_path: Path = ROOT / "training" / "questions.jsonl"
+
     # Retrieval
     top_k: int = 5
     candidate_pool: int = 40
@@ -61,6 +67,8 @@ class Settings(BaseSettings):
     #: Below this best sentence similarity a question is off topic (dev: off-topic <= 0.24,
     #: answerable >= 0.32).
     off_topic_similarity: float = 0.27
+    #: The web app marks an answer "weak match" when its confidence is below this.
+    weak_answer_confidence: float = 0.5
 
     # Input limits
     max_question_chars: int = 2000
