@@ -175,6 +175,8 @@ def _check_build(index_dir: Path, folder: Path | None, identity: dict) -> str | 
     for key in ("format", "documents", "catalogue", "embedder", "chunker", "libraries", "query_model"):
         if manifest.get(key) != identity[key]:
             return f"index is stale ({key} changed)"
+    if manifest.get("fingerprint") != fingerprint(identity):  # built when the identity had other parts
+        return "index is stale (built by another version)"
     files = manifest.get("files")
     if not isinstance(files, dict) or not set(DATA_FILES) <= set(files):
         return "index manifest does not list a checksum for every index file"

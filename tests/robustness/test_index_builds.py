@@ -175,6 +175,18 @@ def test_an_index_manifest_without_checksums_is_not_trusted(workspace):
     assert not any("garden gnomes" in c.text for c in engine.index.chunks)
 
 
+def test_an_index_built_for_another_identity_is_stale(workspace):
+    """A build whose recorded fingerprint is not this identity's (made by a version whose
+    identity had fewer parts, say) is rebuilt, even when every part it records agrees."""
+    path = current_dir(workspace.index_dir) / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["fingerprint"] = "0123456789abcdef0123"
+    path.write_text(json.dumps(manifest), encoding="utf-8")
+    assert "stale" in check_index(workspace.index_dir, _identity(workspace))
+    engine = Engine.load(workspace, embedder=FakeEmbedder())
+    assert engine.index.fingerprint == index_store.fingerprint(_identity(workspace))
+
+
 @pytest.mark.parametrize("files", [{}, {"chunks.jsonl": "0" * 64}, "not a table"])
 def test_an_index_manifest_with_an_incomplete_checksum_table_is_not_trusted(workspace, files):
     path = current_dir(workspace.index_dir) / "manifest.json"
