@@ -13,7 +13,7 @@ from rag.abstention import Vocabulary, lacks_answer_type, unanswerable_reason
 from rag.answer import AnswerComposer
 from rag.citations import Answer, Citation
 from rag.corpus import Corpus, load_corpus
-from rag.embedding import Embedder
+from rag.embedding import Embedder, OnnxEmbedder
 from rag.followup import standalone_query
 from rag.index_store import IndexError_, LoadedIndex, build_index, check_index, expected_identity, load_index
 from rag.instruments import Catalogue, PartRef, section_ref
@@ -44,9 +44,10 @@ class Engine:
         """Open the index, rebuilding it first when missing, stale or damaged (if ``rebuild``).
 
         ``embedder`` replaces the configured model (tests pass a small deterministic one).
+        Otherwise questions are embedded by the index's ONNX export when it has one (no torch).
         """
         corpus = load_corpus(settings.corpus_dir)
-        embedder = embedder or Embedder(settings.embedder, settings.embed_batch_size)
+        given, embedder = embedder, embedder or Embedder(settings.embedder, settings.embed_batch_size)
         identity = expected_identity(corpus, settings)
         problem = check_index(settings.index_dir, identity)
         if problem:
@@ -62,6 +63,9 @@ class Engine:
             log.warning("index unreadable (%s); rebuilding", exc)
             build_index(settings, embedder, force=True)
             index = load_index(settings.index_dir, identity)
+        if given is None and settings.embedder_runtime == "onnx" and index.onnx_dir is not None:
+            embedder = OnnxEmbedder(index.onnx_dir, settings.embed_batch_size, name=settings.embedder,
+                                    threads=settings.onnx_threads)
         local = (index.chunks, index.vectors, index.faiss_index, embedder, settings,
                  index.sentences, index.sentence_vectors)
         if settings.search_backend == "milvus":
@@ -69,9 +73,9 @@ class Engine:
 
             store = MilvusStore(settings.milvus_uri, settings.milvus_collection, index.vectors.shape[1])
             log.info("milvus %s: %s", settings.milvus_collection, store.sync(index.chunks, index.vectors))
-            retriever = MilvusRetriever(store, *local)
+            retriever = MilvusRetriever(store, *local, lexical=index.lexical)
         else:
-            retriever = HybridRetriever(*local)
+            retriever = HybridRetriever(*local, lexical=index.lexical)
         catalogue = Catalogue(corpus)
         vocabulary = Vocabulary([c.text for c in index.chunks] + catalogue.names)
         retriever.embed_query("outer space")  # load the model now, not on the first question
@@ -103,7 +107,7 @@ class Engine:
                            doc_ids, kinds, years)
         content = self.catalogue.without_names(question)
         vector = self.retriever.embed_query(question)
-        reason = unanswerable_reason(content, self.vocabulary) or self._off_topic(vector)
+        reason = unanswerable_reason(content, self.vocabulary) or self._off_topic(vector, hits)
         picks = []
         if not reason:
             cues = self.catalogue.cues(question)
@@ -117,10 +121,20 @@ class Engine:
             return llm_answer(self.chat_model, question, hits, self.retriever.embedder.embed, answer, stream)
         return answer
 
-    def _off_topic(self, vector) -> str | None:
-        """A question no sentence of the corpus comes near is outside space law and security."""
-        best = float((self.index.sentence_vectors @ vector).max(initial=-1.0))
-        if best < self.settings.off_topic_similarity:
+    def _off_topic(self, vector, hits: list[Hit]) -> str | None:
+        """A question no sentence of the corpus comes near is outside space law and security.
+
+        A retrieved passage's sentence near enough settles it. Otherwise a corpus of up to
+        ``exact_search_max_passages`` passages compares every sentence; a larger one the
+        sentences of the passages nearest the question in the FAISS index (a sentence that
+        near lies in a passage that near), so no question reads every sentence vector."""
+        retriever, threshold = self.retriever, self.settings.off_topic_similarity
+        best = retriever.best_sentence(vector, [retriever.position_of(h.chunk) for h in hits])
+        if best < threshold and len(self.index.chunks) <= self.settings.exact_search_max_passages:
+            best = float((self.index.sentence_vectors @ vector).max(initial=-1.0))
+        elif best < threshold:
+            best = retriever.best_sentence(vector, retriever.nearest(vector, self.settings.candidate_pool))
+        if best < threshold:
             return "the question seems to be outside space law and security, which is all the corpus covers"
         return None
 
