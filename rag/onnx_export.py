@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 from rag.embedding import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, resolve_model_path
@@ -71,7 +72,8 @@ def export_onnx(model, out_dir: str | Path, quantize: bool = False, name: str | 
                            return_tensors="pt")
         inputs = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
         axes = {n: {0: "batch", 1: "tokens"} for n in inputs} | {"sentence_embedding": {0: "batch"}}
-        with torch.inference_mode():
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tracer's notes on shapes and indexing; parity is tested
             torch.onnx.export(_pipeline(st, inputs), tuple(sample[n] for n in inputs), str(tmp / MODEL_FILE),
                               input_names=inputs, output_names=["sentence_embedding"], dynamic_axes=axes,
                               opset_version=OPSET, dynamo=False, do_constant_folding=True)
