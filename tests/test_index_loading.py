@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from conftest import FakeEmbedder, copy_corpus, make_settings
 
+from rag.corpus import load_corpus
 from rag.engine import Engine
 from rag.index_store import LEXICAL_DIR, build_index, current_dir, expected_identity, load_index
-from rag.corpus import load_corpus
 from rag.lexical import LexicalIndex
 
 TEXTS = ["liability for damage caused by space objects", "registration of space objects",

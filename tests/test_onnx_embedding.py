@@ -18,8 +18,8 @@ from rag.embedding import CONFIG_FILE, OnnxEmbedder, is_onnx_folder, resolve_mod
 TEXTS = ["States shall not place nuclear weapons in orbit around the Earth.",
          "Liability for damage caused by space objects",
          "What must a launching State register?",
-         "A much longer sentence about the long-term sustainability of outer space activities, debris "
-         "mitigation, the registration of space objects and consultations before harmful interference."]
+         ("A much longer sentence about the long-term sustainability of outer space activities, debris "
+          "mitigation, the registration of space objects and consultations before harmful interference.")]
 
 
 @pytest.fixture(scope="module")
