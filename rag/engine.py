@@ -77,7 +77,7 @@ class Engine:
         else:
             retriever = HybridRetriever(*local, lexical=index.lexical)
         catalogue = Catalogue(corpus)
-        vocabulary = Vocabulary([c.text for c in index.chunks] + catalogue.names)
+        vocabulary = index.vocabulary.extended(catalogue.names)
         retriever.embed_query("outer space")  # load the model now, not on the first question
         return cls(settings, corpus, index, retriever, catalogue, AnswerComposer(index, settings), vocabulary,
                    make_chat_model(settings))

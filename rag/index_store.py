@@ -23,10 +23,11 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from rag.abstention import Vocabulary
 from rag.chunking import CHUNKER_VERSION, Chunk, chunk_document
 from rag.corpus import Corpus, load_corpus
 from rag.embedding import Embedder, OnnxEmbedder, is_onnx_folder
-from rag.lexical import LexicalIndex
+from rag.lexical import LexicalIndex, document_counts
 from rag.sentences import answer_units
 from rag.settings import Settings
 
@@ -37,6 +38,9 @@ CHUNKS_FILE, VECTORS_FILE, FAISS_FILE, MANIFEST_FILE = (
     "chunks.jsonl", "vectors.npy", "dense.faiss", "manifest.json")
 # Answer sentences: (chunk index, start, end) in the chunk's text, and their vectors.
 SENTENCES_FILE, SENTENCE_VECTORS_FILE = "sentences.npy", "sentence_vectors.npy"
+# What answering needs about the whole corpus, computed by the build so a start reads it:
+# each term's passage count (idf weights) and the corpus's words (abstention).
+TERMS_FILE, VOCABULARY_TEXT, VOCABULARY_TOKENS = "text_terms.json", "vocabulary.txt", "vocabulary_tokens.json"
 # Folders: the BM25 index (bm25s's files), and the embedder's ONNX export that embedded the
 # passages and embeds the questions (with ``embedder_runtime`` "onnx").
 LEXICAL_DIR, ONNX_DIR = "bm25", "onnx"
@@ -75,6 +79,10 @@ class LoadedIndex:
     lexical: LexicalIndex | None = None
     #: The ONNX export of the embedder, when the build made one.
     onnx_dir: Path | None = None
+    #: ``rag.lexical.document_counts`` of the passages' texts.
+    text_terms: dict[str, int] | None = None
+    #: The words of the passages' texts (``rag.abstention.Vocabulary``).
+    vocabulary: Vocabulary | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -168,7 +176,9 @@ def load_index(index_dir: Path, identity: dict) -> LoadedIndex:
         raise IndexError_("index parts disagree on the number of passages; run 'spacesec build --force'.")
     onnx_dir = folder.resolve() / ONNX_DIR
     return LoadedIndex(manifest, chunks, vectors, index, sentences, sentence_vectors, lexical,
-                       onnx_dir if is_onnx_folder(onnx_dir) else None)
+                       onnx_dir if is_onnx_folder(onnx_dir) else None,
+                       json.loads((folder / TERMS_FILE).read_text(encoding="utf-8")),
+                       Vocabulary.load(folder / VOCABULARY_TEXT, folder / VOCABULARY_TOKENS))
 
 
 class _StoredVectors(np.ndarray):
@@ -365,6 +375,9 @@ def _write_build(index_dir: Path, identity: dict, chunks: list[Chunk], vectors: 
     np.save(tmp / SENTENCES_FILE, spans, allow_pickle=False)
     np.save(tmp / SENTENCE_VECTORS_FILE, sentence_vectors, allow_pickle=False)
     lexical.save(tmp / LEXICAL_DIR)
+    terms = document_counts(c.text for c in chunks)
+    (tmp / TERMS_FILE).write_text(json.dumps(terms, sort_keys=True), encoding="utf-8")
+    Vocabulary([c.text for c in chunks]).save(tmp / VOCABULARY_TEXT, tmp / VOCABULARY_TOKENS)
     if onnx_dir is not None:
         onnx_dir.rename(tmp / ONNX_DIR)
     files = {name: _sha256(tmp / name) for name in _data_files(tmp)}

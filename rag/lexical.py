@@ -5,7 +5,8 @@ from __future__ import annotations
 import gc
 import logging
 import re
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -48,6 +49,12 @@ def _collector_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+def document_counts(texts: Iterable[str]) -> dict[str, int]:
+    """How many of ``texts`` contain each token of ``tokenize``, for idf weights."""
+    with _collector_paused():
+        return dict(Counter(t for text in texts for t in set(tokenize(text))))
 
 
 class LexicalIndex:

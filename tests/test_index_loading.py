@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from conftest import FakeEmbedder, copy_corpus, make_settings
 
+from rag.abstention import Vocabulary
 from rag.corpus import load_corpus
 from rag.engine import Engine
 from rag.index_store import LEXICAL_DIR, build_index, current_dir, expected_identity, load_index
@@ -52,6 +53,24 @@ def test_loading_reads_the_saved_bm25_index_instead_of_building_one(built, monke
     engine = Engine.load(built, rebuild=False, embedder=FakeEmbedder())
     assert engine.retriever.lexical is engine.index.lexical
     assert engine.retrieve("liability for damage caused by space objects", k=3)
+
+
+def test_loading_reads_the_corpus_wide_tables_instead_of_scanning_every_passage(built, monkeypatch):
+    scanned: list[str] = []
+    original = Vocabulary.__init__
+
+    def recording(self, texts):
+        texts = list(texts)
+        scanned.extend(texts)
+        original(self, texts)
+
+    monkeypatch.setattr(Vocabulary, "__init__", recording)
+    monkeypatch.setattr("rag.lexical.document_counts", lambda texts: pytest.fail("idf counted at load"))
+    engine = Engine.load(built, rebuild=False, embedder=FakeEmbedder())
+    passages = {c.text for c in engine.index.chunks}
+    assert scanned and not passages & set(scanned)  # only the catalogue's names were read
+    rebuilt = Vocabulary([c.text for c in engine.index.chunks] + engine.catalogue.names)
+    assert (engine.vocabulary._lower, engine.vocabulary._tokens) == (rebuilt._lower, rebuilt._tokens)
 
 
 def test_vectors_are_held_once_and_sentence_vectors_are_memory_mapped(built):
