@@ -33,7 +33,7 @@ from rag.settings import Settings
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: BM25, answer tables and the ONNX export saved with the build
 CHUNKS_FILE, VECTORS_FILE, FAISS_FILE, MANIFEST_FILE = (
     "chunks.jsonl", "vectors.npy", "dense.faiss", "manifest.json")
 # Answer sentences: (chunk index, start, end) in the chunk's text, and their vectors.
