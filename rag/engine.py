@@ -133,7 +133,7 @@ class Engine:
         if best < threshold and len(self.index.chunks) <= self.settings.exact_search_max_passages:
             best = float((self.index.sentence_vectors @ vector).max(initial=-1.0))
         elif best < threshold:
-            best = retriever.best_sentence(vector, retriever.nearest(vector, self.settings.candidate_pool))
+            best = max(best, retriever.best_sentence(vector, retriever.nearest(vector, self.settings.candidate_pool)))
         if best < threshold:
             return "the question seems to be outside space law and security, which is all the corpus covers"
         return None

@@ -87,7 +87,7 @@ class HybridRetriever:
         self.index = index
         self.embedder = embedder
         self.settings = settings
-        self.lexical = lexical or LexicalIndex([c.embed_text for c in chunks])
+        self.lexical = lexical if lexical is not None else LexicalIndex([c.embed_text for c in chunks])
         self._refs = [section_ref(c.section) for c in chunks]
         self._doc_of = np.array([c.doc_id for c in chunks])
         self._kind_of = np.array([c.kind for c in chunks])
