@@ -154,8 +154,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return [d.page_content for d in engine.retrieve(question, k=k, history=history)]
 
     report: dict[str, dict] = {"retrieval": {"space-security-rag": evaluation.score_retrieval(items, ours, args.k)}}
+    if args.compare_runtimes:
+        serving = engine.retriever.embedder
+        for name, embedder in evaluation.other_runtimes(engine).items():
+            engine.retriever.embedder = embedder
+            engine.retriever.embed_query.cache_clear()
+            report["retrieval"][f"space-security-rag, questions embedded by {name}"] = \
+                evaluation.score_retrieval(items, ours, args.k)
+        engine.retriever.embedder = serving
+        engine.retriever.embed_query.cache_clear()
     if not args.no_baselines:
-        for name, retrieve in evaluation.baseline_retrievers(engine.corpus, str(engine.retriever.embedder.path)).items():
+        from rag.embedding import resolve_model_path
+
+        model_path = str(resolve_model_path(engine.settings.embedder))
+        for name, retrieve in evaluation.baseline_retrievers(engine.corpus, model_path).items():
             report["retrieval"][name] = evaluation.score_retrieval(items, retrieve, args.k)
     if not args.no_answers:
         engine.retriever.embed_query.cache_clear()  # time answers without retrieval's cached vectors
@@ -279,6 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true")
     evaluate.add_argument("--no-baselines", action="store_true", help="skip the two tutorial baselines")
     evaluate.add_argument("--no-answers", action="store_true", help="score retrieval only")
+    evaluate.add_argument("--compare-runtimes", action="store_true",
+                          help="also score retrieval with questions embedded by the other embedder runtime "
+                               "(PyTorch when serving with ONNX): the serving path's parity")
     evaluate.set_defaults(func=cmd_eval)
 
     tune = sub.add_parser("tune", help="train the query model on the question set (minutes; the "

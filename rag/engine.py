@@ -14,19 +14,11 @@ from rag.abstention import Vocabulary, lacks_answer_type, unanswerable_reason
 from rag.answer import AnswerComposer
 from rag.citations import Answer, Citation
 from rag.corpus import Corpus, load_corpus
-from rag.embedding import Embedder
+from rag.embedding import Embedder, OnnxEmbedder
 from rag.followup import is_follow_up, standalone_query
-from rag.index_store import (
-    IndexError_,
-    LoadedIndex,
-    build_index,
-    check_index,
-    expected_identity,
-    load_index,
-)
+from rag.index_store import IndexError_, LoadedIndex, build_index, check_index, expected_identity, load_index
 from rag.instruments import Catalogue, PartRef, section_ref
 from rag.learn.model_store import QUERY_LORA, TunedModelError, read_tuned_model
-from rag.learn.query_model import TunedQueryEmbedder
 from rag.llm import condense, llm_answer, make_chat_model
 from rag.retrieval import Filters, Hit, HybridRetriever
 from rag.sentences import answer_units
@@ -54,10 +46,10 @@ class Engine:
         """Open the index, rebuilding it first when missing, stale or damaged (if ``rebuild``).
 
         ``embedder`` replaces the configured model (tests pass a small deterministic one).
+        Otherwise questions are embedded by the index's ONNX export when it has one (no torch).
         """
         corpus = load_corpus(settings.corpus_dir)
-        configured = embedder is None
-        embedder = embedder or Embedder(settings.embedder, settings.embed_batch_size)
+        given, embedder = embedder, embedder or Embedder(settings.embedder, settings.embed_batch_size)
         identity = expected_identity(corpus, settings)
         problem = check_index(settings.index_dir, identity)
         if problem:
@@ -73,7 +65,10 @@ class Engine:
             log.warning("index unreadable (%s); rebuilding", exc)
             build_index(settings, embedder, force=True)
             index = load_index(settings.index_dir, identity)
-        query_embedder = _query_embedder(settings, corpus) if configured else embedder
+        if given is None and settings.embedder_runtime == "onnx" and index.onnx_dir is not None:
+            embedder = OnnxEmbedder(index.onnx_dir, settings.embed_batch_size, name=settings.embedder,
+                                    threads=settings.onnx_threads)
+        query_embedder = _query_embedder(settings, corpus, index, embedder) if given is None else embedder
         local = (index.chunks, index.vectors, index.faiss_index, embedder, settings,
                  index.sentences, index.sentence_vectors, query_embedder)
         if settings.search_backend == "milvus":
@@ -81,11 +76,11 @@ class Engine:
 
             store = MilvusStore(settings.milvus_uri, settings.milvus_collection, index.vectors.shape[1])
             log.info("milvus %s: %s", settings.milvus_collection, store.sync(index.chunks, index.vectors))
-            retriever = MilvusRetriever(store, *local)
+            retriever = MilvusRetriever(store, *local, lexical=index.lexical)
         else:
-            retriever = HybridRetriever(*local)
+            retriever = HybridRetriever(*local, lexical=index.lexical)
         catalogue = Catalogue(corpus)
-        vocabulary = Vocabulary([c.text for c in index.chunks] + catalogue.names)
+        vocabulary = index.vocabulary.extended(catalogue.names)
         retriever.embed_query("outer space")  # load the model now, not on the first question
         return cls(settings, corpus, index, retriever, catalogue, AnswerComposer(index, settings), vocabulary,
                    make_chat_model(settings))
@@ -115,7 +110,7 @@ class Engine:
                            doc_ids, kinds, years)
         content = self.catalogue.without_names(question)
         vector = self.retriever.embed_query(question)
-        reason = unanswerable_reason(content, self.vocabulary) or self._off_topic(vector)
+        reason = unanswerable_reason(content, self.vocabulary) or self._off_topic(vector, hits)
         picks = []
         if not reason:
             cues = self.catalogue.cues(question)
@@ -129,10 +124,20 @@ class Engine:
             return llm_answer(self.chat_model, question, hits, self.retriever.embedder.embed, answer, stream)
         return answer
 
-    def _off_topic(self, vector) -> str | None:
-        """A question no sentence of the corpus comes near is outside space law and security."""
-        best = float((self.index.sentence_vectors @ vector).max(initial=-1.0))
-        if best < self.settings.off_topic_similarity:
+    def _off_topic(self, vector, hits: list[Hit]) -> str | None:
+        """A question no sentence of the corpus comes near is outside space law and security.
+
+        A retrieved passage's sentence near enough settles it. Otherwise a corpus of up to
+        ``exact_search_max_passages`` passages compares every sentence; a larger one the
+        sentences of the passages nearest the question in the FAISS index (a sentence that
+        near lies in a passage that near), so no question reads every sentence vector."""
+        retriever, threshold = self.retriever, self.settings.off_topic_similarity
+        best = retriever.best_sentence(vector, [retriever.position_of(h.chunk) for h in hits])
+        if best < threshold and len(self.index.chunks) <= self.settings.exact_search_max_passages:
+            best = float((self.index.sentence_vectors @ vector).max(initial=-1.0))
+        elif best < threshold:
+            best = max(best, retriever.best_sentence(vector, retriever.nearest(vector, self.settings.candidate_pool)))
+        if best < threshold:
             return "the question seems to be outside space law and security, which is all the corpus covers"
         return None
 
@@ -249,9 +254,9 @@ def _overview_rank(chunk) -> int:
     return 2 if chunk.section == "Preamble" else 3
 
 
-def _query_embedder(settings: Settings, corpus: Corpus):
-    """The tuned query encoder when there is a usable one, else the installed model."""
-    embedder = Embedder(settings.embedder, settings.embed_batch_size)
+def _query_embedder(settings: Settings, corpus: Corpus, index: LoadedIndex, embedder):
+    """The tuned query encoder when there is a usable one (its ONNX export kept with the index,
+    or the LoRA weights on the torch runtime), else ``embedder``, the installed model."""
     if not settings.use_tuned_model:
         return embedder
     try:
@@ -265,6 +270,11 @@ def _query_embedder(settings: Settings, corpus: Corpus):
     if stale:
         log.warning("the tuned model predates the corpus (%s); it still helps, but run "
                     "'spacesec tune' to train on what changed", "; ".join(stale))
+    if settings.embedder_runtime == "onnx" and index.query_onnx_dir is not None:
+        return OnnxEmbedder(index.query_onnx_dir, settings.embed_batch_size, name=f"{settings.embedder}+tuned",
+                            threads=settings.onnx_threads)
+    from rag.learn.query_model import TunedQueryEmbedder
+
     return TunedQueryEmbedder(settings.embedder, tuned.folder / QUERY_LORA, settings.embed_batch_size)
 
 

@@ -74,18 +74,23 @@ class HybridRetriever:
 
     def __init__(self, chunks: list[Chunk], vectors: np.ndarray, index: faiss.Index,
                  embedder: Embedder, settings: Settings, sentences: np.ndarray | None = None,
-                 sentence_vectors: np.ndarray | None = None, query_embedder: Embedder | None = None) -> None:
+                 sentence_vectors: np.ndarray | None = None, query_embedder: Embedder | None = None,
+                 lexical: LexicalIndex | None = None) -> None:
+        """``lexical`` is the saved BM25 index of ``chunks``; without it one is built here.
+        ``query_embedder`` embeds questions (the tuned encoder) when it differs from ``embedder``."""
         self.chunks = chunks
         self.vectors = vectors
         self.sentence_vectors = sentence_vectors
         # Sentences are stored in chunk order: the first sentence row of each chunk that has any.
         owners = sentences[:, 0] if sentences is not None and len(sentences) else np.zeros(0, np.int32)
         self._sentence_owner, self._sentence_starts = np.unique(owners, return_index=True)
+        self._sentence_ends = np.append(self._sentence_starts[1:], len(owners)).astype(np.int64)
+        self._position = {c.chunk_id: i for i, c in enumerate(chunks)}
         self.index = index
         self.embedder = embedder  # passages (and anything compared with them symmetrically)
         self.query_embedder = query_embedder or embedder  # questions: the tuned encoder if any
         self.settings = settings
-        self.lexical = LexicalIndex([c.embed_text for c in chunks])
+        self.lexical = lexical if lexical is not None else LexicalIndex([c.embed_text for c in chunks])
         self._refs = [section_ref(c.section) for c in chunks]
         self._doc_of = np.array([c.doc_id for c in chunks])
         self._kind_of = np.array([c.kind for c in chunks])
@@ -185,17 +190,40 @@ class HybridRetriever:
         flat = faiss.downcast_index(self.index.storage) if hnsw else self.index
         return _faiss_top(flat, query_vector, size, faiss.SearchParameters(sel=selector))
 
+    def _sentence_span(self, position: int) -> tuple[int, int]:
+        """(first, end) rows of the chunk at ``position`` in the sentence table (empty if none)."""
+        slot = int(np.searchsorted(self._sentence_owner, position))
+        if slot < len(self._sentence_owner) and self._sentence_owner[slot] == position:
+            return int(self._sentence_starts[slot]), int(self._sentence_ends[slot])
+        return 0, 0
+
+    def best_sentence(self, query_vector: np.ndarray, positions) -> float:
+        """The highest similarity of ``query_vector`` to a sentence of the chunks at
+        ``positions`` (-1 when they have none); reads only those chunks' sentence vectors."""
+        if self.sentence_vectors is None or not len(self._sentence_starts):
+            return -1.0
+        rows = [np.arange(*self._sentence_span(int(p))) for p in positions]
+        rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        return float((self.sentence_vectors[rows] @ query_vector).max(initial=-1.0)) if rows.size else -1.0
+
+    def position_of(self, chunk: Chunk) -> int:
+        """Where ``chunk`` is in the index."""
+        return self._position[chunk.chunk_id]
+
+    def nearest(self, query_vector: np.ndarray, size: int) -> np.ndarray:
+        """Positions of the ``size`` chunks nearest ``query_vector`` by the FAISS index alone."""
+        return self._dense_top(query_vector, size, None)
+
     def _blend_sentences(self, candidates: np.ndarray, dense: np.ndarray, query_vector: np.ndarray) -> np.ndarray:
         """``dense`` with each candidate's best sentence score blended in, as the exact path does."""
         weight_s = self.settings.sentence_weight
         if not weight_s or self.sentence_vectors is None or not len(self._sentence_starts):
             return dense
-        slots = np.searchsorted(self._sentence_owner, candidates)
-        ends = np.append(self._sentence_starts[1:], len(self.sentence_vectors))
         blended = dense.copy()
-        for j, slot in enumerate(slots):
-            if slot < len(self._sentence_owner) and self._sentence_owner[slot] == candidates[j]:
-                rows = self.sentence_vectors[self._sentence_starts[slot]:ends[slot]]
+        for j, position in enumerate(candidates):
+            start, end = self._sentence_span(int(position))
+            if end > start:
+                rows = self.sentence_vectors[start:end]
                 blended[j] = (1 - weight_s) * dense[j] + weight_s * float((rows @ query_vector).max())
         return blended
 

