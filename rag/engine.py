@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
+import numpy as np
 from langchain_core.documents import Document
 
 from rag.abstention import Vocabulary, lacks_answer_type, unanswerable_reason
@@ -68,7 +69,8 @@ class Engine:
         if given is None and settings.embedder_runtime == "onnx" and index.onnx_dir is not None:
             embedder = OnnxEmbedder(index.onnx_dir, settings.embed_batch_size, name=settings.embedder,
                                     threads=settings.onnx_threads)
-        query_embedder = _query_embedder(settings, corpus, index, embedder) if given is None else embedder
+        query_embedder, untrained = (_query_embedder(settings, corpus, index, embedder) if given is None
+                                     else (embedder, frozenset()))
         local = (index.chunks, index.vectors, index.faiss_index, embedder, settings,
                  index.sentences, index.sentence_vectors, query_embedder)
         if settings.search_backend == "milvus":
@@ -76,9 +78,9 @@ class Engine:
 
             store = MilvusStore(settings.milvus_uri, settings.milvus_collection, index.vectors.shape[1])
             log.info("milvus %s: %s", settings.milvus_collection, store.sync(index.chunks, index.vectors))
-            retriever = MilvusRetriever(store, *local, lexical=index.lexical)
+            retriever = MilvusRetriever(store, *local, lexical=index.lexical, untrained_docs=untrained)
         else:
-            retriever = HybridRetriever(*local, lexical=index.lexical)
+            retriever = HybridRetriever(*local, lexical=index.lexical, untrained_docs=untrained)
         catalogue = Catalogue(corpus)
         vocabulary = index.vocabulary.extended(catalogue.names)
         retriever.embed_query("outer space")  # load the model now, not on the first question
@@ -184,7 +186,7 @@ class Engine:
                 continue
             target = self.index.chunks[position]
             rest = [h for h in hits[1:] if h.chunk.chunk_id != target.chunk_id]
-            dense = float(self.index.vectors[position] @ self.retriever.embed_query(query))
+            dense = float(self.retriever.chunk_similarities(query, np.array([position]))[0])
             cited = Hit(target, hits[1].score if len(hits) > 1 else hits[0].score, dense, 0.0)
             return [hits[0], cited, *rest][:k]
         return hits
@@ -255,27 +257,29 @@ def _overview_rank(chunk) -> int:
 
 
 def _query_embedder(settings: Settings, corpus: Corpus, index: LoadedIndex, embedder):
-    """The tuned query encoder when there is a usable one (its ONNX export kept with the index,
-    or the LoRA weights on the torch runtime), else ``embedder``, the installed model."""
+    """(question embedder, documents it was not trained on): the tuned query encoder when there
+    is a usable one (its ONNX export kept with the index, or the LoRA weights on the torch
+    runtime), else ``embedder``, the installed model."""
     if not settings.use_tuned_model:
-        return embedder
+        return embedder, frozenset()
     try:
         tuned = read_tuned_model(settings.tuned_model_dir, settings.embedder)
     except (TunedModelError, ValueError) as exc:
         log.warning("not using the tuned model: %s", exc)
-        return embedder
+        return embedder, frozenset()
     if tuned is None:
-        return embedder
+        return embedder, frozenset()
     stale = tuned.staleness(corpus)
     if stale:
         log.warning("the tuned model predates the corpus (%s); it still helps, but run "
                     "'spacesec tune' to train on what changed", "; ".join(stale))
+    untrained = tuned.untrained_documents(corpus)
     if settings.embedder_runtime == "onnx" and index.query_onnx_dir is not None:
         return OnnxEmbedder(index.query_onnx_dir, settings.embed_batch_size, name=f"{settings.embedder}+tuned",
-                            threads=settings.onnx_threads)
+                            threads=settings.onnx_threads), untrained
     from rag.learn.query_model import TunedQueryEmbedder
 
-    return TunedQueryEmbedder(settings.embedder, tuned.folder / QUERY_LORA, settings.embed_batch_size)
+    return TunedQueryEmbedder(settings.embedder, tuned.folder / QUERY_LORA, settings.embed_batch_size), untrained
 
 
 def abstain(question: str, reason: str, hits: list[Hit]) -> Answer:

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     tuned_model_dir: Path = ROOT / "training" / "model"
     use_tuned_model: bool = True
     questions_path: Path = ROOT / "training" / "questions.jsonl"
+    #: Passages of documents the tuned model was not trained on (added or changed since) are
+    #: scored with this share of the tuned question vector, the rest the installed model's.
+    tuned_weight_on_untrained: float = Field(default=0.0, ge=0.0, le=1.0)
 
     # Retrieval
     top_k: int = 5
