@@ -197,7 +197,9 @@ def _validate(args: argparse.Namespace) -> int:
         from rag.corpus import load_corpus
 
         docs = args.doc or [d.doc_id for d in load_corpus(settings.corpus_dir).documents]
-        runs = [(f"held-out document: {d}", lambda d=d: validation.document_split(settings, d, config, not args.quiet))
+        weights = tuple(args.untrained_weight or ())
+        runs = [(f"held-out document: {d}",
+                 lambda d=d: validation.document_split(settings, d, config, not args.quiet, weights))
                 for d in docs]
     reports = {}
     for title, run in runs:
@@ -286,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "held out by provision (15%%) or by whole document (minutes per run)")
     evaluate.add_argument("--doc", action="append", help="with --split documents: only this document "
                                                           "(repeatable; default: every document)")
+    evaluate.add_argument("--untrained-weight", type=float, action="append",
+                          help="with --split documents: also score with this tuned_weight_on_untrained "
+                               "(repeatable)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluate.add_argument("--k", type=int, default=10)
     evaluate.add_argument("--json", action="store_true")

@@ -17,7 +17,14 @@ from rag.citations import Answer, Citation
 from rag.corpus import Corpus, load_corpus
 from rag.embedding import Embedder, OnnxEmbedder
 from rag.followup import is_follow_up, standalone_query
-from rag.index_store import IndexError_, LoadedIndex, build_index, check_index, expected_identity, load_index
+from rag.index_store import (
+    IndexError_,
+    LoadedIndex,
+    build_index,
+    check_index,
+    expected_identity,
+    load_index,
+)
 from rag.instruments import Catalogue, PartRef, section_ref
 from rag.learn.model_store import QUERY_LORA, TunedModelError, read_tuned_model
 from rag.llm import condense, llm_answer, make_chat_model
