@@ -157,8 +157,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     report: dict[str, dict] = {"retrieval": {}}
     if scored:
         report["retrieval"]["space-security-rag"] = evaluation.score_retrieval(items, ours, args.k)
+    if scored and args.compare_runtimes:
+        serving = engine.retriever.embedder
+        for name, embedder in evaluation.other_runtimes(engine).items():
+            engine.retriever.embedder = embedder
+            engine.retriever.embed_query.cache_clear()
+            report["retrieval"][f"space-security-rag, questions embedded by {name}"] = \
+                evaluation.score_retrieval(items, ours, args.k)
+        engine.retriever.embedder = serving
+        engine.retriever.embed_query.cache_clear()
     if scored and not args.no_baselines:
-        for name, retrieve in evaluation.baseline_retrievers(engine.corpus, str(engine.retriever.embedder.path)).items():
+        from rag.embedding import resolve_model_path
+
+        model_path = str(resolve_model_path(engine.settings.embedder))
+        for name, retrieve in evaluation.baseline_retrievers(engine.corpus, model_path).items():
             report["retrieval"][name] = evaluation.score_retrieval(items, retrieve, args.k)
     if not args.no_answers:
         engine.retriever.embed_query.cache_clear()  # time answers without retrieval's cached vectors
@@ -190,7 +202,9 @@ def _validate(args: argparse.Namespace) -> int:
         from rag.corpus import load_corpus
 
         docs = args.doc or [d.doc_id for d in load_corpus(settings.corpus_dir).documents]
-        runs = [(f"held-out document: {d}", lambda d=d: validation.document_split(settings, d, config, not args.quiet))
+        weights = tuple(args.untrained_weight or ())
+        runs = [(f"held-out document: {d}",
+                 lambda d=d: validation.document_split(settings, d, config, not args.quiet, weights))
                 for d in docs]
     reports = {}
     for title, run in runs:
@@ -279,11 +293,17 @@ def build_parser() -> argparse.ArgumentParser:
                                "held out by provision (15%%) or by whole document (minutes per run)")
     evaluate.add_argument("--doc", action="append", help="with --split documents: only this document "
                                                           "(repeatable; default: every document)")
+    evaluate.add_argument("--untrained-weight", type=float, action="append",
+                          help="with --split documents: also score with this tuned_weight_on_untrained "
+                               "(repeatable)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluate.add_argument("--k", type=int, default=10)
     evaluate.add_argument("--json", action="store_true")
     evaluate.add_argument("--no-baselines", action="store_true", help="skip the two tutorial baselines")
     evaluate.add_argument("--no-answers", action="store_true", help="score retrieval only")
+    evaluate.add_argument("--compare-runtimes", action="store_true",
+                          help="also score retrieval with questions embedded by the other embedder runtime "
+                               "(PyTorch when serving with ONNX): the serving path's parity")
     evaluate.set_defaults(func=cmd_eval)
 
     tune = sub.add_parser("tune", help="train the query model on the question set (minutes; the "

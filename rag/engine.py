@@ -8,13 +8,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import numpy as np
 from langchain_core.documents import Document
 
 from rag.abstention import Vocabulary, lacks_answer_type, unanswerable_reason
 from rag.answer import AnswerComposer
 from rag.citations import Answer, Citation
 from rag.corpus import Corpus, load_corpus
-from rag.embedding import Embedder
+from rag.embedding import Embedder, OnnxEmbedder
 from rag.followup import is_follow_up, standalone_query
 from rag.index_store import (
     IndexError_,
@@ -26,7 +27,6 @@ from rag.index_store import (
 )
 from rag.instruments import Catalogue, PartRef, section_ref
 from rag.learn.model_store import QUERY_LORA, TunedModelError, read_tuned_model
-from rag.learn.query_model import TunedQueryEmbedder
 from rag.llm import condense, llm_answer, make_chat_model
 from rag.llm_budget import Deadline, ModelSlots
 from rag.retrieval import Filters, Hit, HybridRetriever
@@ -56,10 +56,10 @@ class Engine:
         """Open the index, rebuilding it first when missing, stale or damaged (if ``rebuild``).
 
         ``embedder`` replaces the configured model (tests pass a small deterministic one).
+        Otherwise questions are embedded by the index's ONNX export when it has one (no torch).
         """
         corpus = load_corpus(settings.corpus_dir)
-        configured = embedder is None
-        embedder = embedder or Embedder(settings.embedder, settings.embed_batch_size)
+        given, embedder = embedder, embedder or Embedder(settings.embedder, settings.embed_batch_size)
         identity = expected_identity(corpus, settings)
         problem = check_index(settings.index_dir, identity)
         if problem:
@@ -75,7 +75,11 @@ class Engine:
             log.warning("index unreadable (%s); rebuilding", exc)
             build_index(settings, embedder, force=True)
             index = load_index(settings.index_dir, identity)
-        query_embedder = _query_embedder(settings, corpus) if configured else embedder
+        if given is None and settings.embedder_runtime == "onnx" and index.onnx_dir is not None:
+            embedder = OnnxEmbedder(index.onnx_dir, settings.embed_batch_size, name=settings.embedder,
+                                    threads=settings.onnx_threads)
+        query_embedder, untrained = (_query_embedder(settings, corpus, index, embedder) if given is None
+                                     else (embedder, frozenset()))
         local = (index.chunks, index.vectors, index.faiss_index, embedder, settings,
                  index.sentences, index.sentence_vectors, query_embedder)
         if settings.search_backend == "milvus":
@@ -83,11 +87,11 @@ class Engine:
 
             store = MilvusStore(settings.milvus_uri, settings.milvus_collection, index.vectors.shape[1])
             log.info("milvus %s: %s", settings.milvus_collection, store.sync(index.chunks, index.vectors))
-            retriever = MilvusRetriever(store, *local)
+            retriever = MilvusRetriever(store, *local, lexical=index.lexical, untrained_docs=untrained)
         else:
-            retriever = HybridRetriever(*local)
+            retriever = HybridRetriever(*local, lexical=index.lexical, untrained_docs=untrained)
         catalogue = Catalogue(corpus)
-        vocabulary = Vocabulary([c.text for c in index.chunks] + catalogue.names)
+        vocabulary = index.vocabulary.extended(catalogue.names)
         retriever.embed_query("outer space")  # load the model now, not on the first question
         return cls(settings, corpus, index, retriever, catalogue, AnswerComposer(index, settings), vocabulary,
                    make_chat_model(settings), ModelSlots(settings.llm_max_concurrent))
@@ -120,7 +124,7 @@ class Engine:
                            doc_ids, kinds, years, deadline)
         content = self.catalogue.without_names(question)
         vector = self.retriever.embed_query(question)
-        reason = unanswerable_reason(content, self.vocabulary) or self._off_topic(vector)
+        reason = unanswerable_reason(content, self.vocabulary) or self._off_topic(vector, hits)
         picks = []
         if not reason:
             cues = self.catalogue.cues(question)
@@ -135,10 +139,20 @@ class Engine:
                               deadline=deadline, slots=self.model_slots)
         return answer
 
-    def _off_topic(self, vector) -> str | None:
-        """A question no sentence of the corpus comes near is outside space law and security."""
-        best = float((self.index.sentence_vectors @ vector).max(initial=-1.0))
-        if best < self.settings.off_topic_similarity:
+    def _off_topic(self, vector, hits: list[Hit]) -> str | None:
+        """A question no sentence of the corpus comes near is outside space law and security.
+
+        A retrieved passage's sentence near enough settles it. Otherwise a corpus of up to
+        ``exact_search_max_passages`` passages compares every sentence; a larger one the
+        sentences of the passages nearest the question in the FAISS index (a sentence that
+        near lies in a passage that near), so no question reads every sentence vector."""
+        retriever, threshold = self.retriever, self.settings.off_topic_similarity
+        best = retriever.best_sentence(vector, [retriever.position_of(h.chunk) for h in hits])
+        if best < threshold and len(self.index.chunks) <= self.settings.exact_search_max_passages:
+            best = float((self.index.sentence_vectors @ vector).max(initial=-1.0))
+        elif best < threshold:
+            best = max(best, retriever.best_sentence(vector, retriever.nearest(vector, self.settings.candidate_pool)))
+        if best < threshold:
             return "the question seems to be outside space law and security, which is all the corpus covers"
         return None
 
@@ -190,7 +204,7 @@ class Engine:
                 continue
             target = self.index.chunks[position]
             rest = [h for h in hits[1:] if h.chunk.chunk_id != target.chunk_id]
-            dense = float(self.index.vectors[position] @ self.retriever.embed_query(query))
+            dense = float(self.retriever.chunk_similarities(query, np.array([position]))[0])
             cited = Hit(target, hits[1].score if len(hits) > 1 else hits[0].score, dense, 0.0)
             return [hits[0], cited, *rest][:k]
         return hits
@@ -244,23 +258,30 @@ def _overview_rank(chunk) -> int:
     return 2 if chunk.section == "Preamble" else 3
 
 
-def _query_embedder(settings: Settings, corpus: Corpus):
-    """The tuned query encoder when there is a usable one, else the installed model."""
-    embedder = Embedder(settings.embedder, settings.embed_batch_size)
+def _query_embedder(settings: Settings, corpus: Corpus, index: LoadedIndex, embedder):
+    """(question embedder, documents it was not trained on): the tuned query encoder when there
+    is a usable one (its ONNX export kept with the index, or the LoRA weights on the torch
+    runtime), else ``embedder``, the installed model."""
     if not settings.use_tuned_model:
-        return embedder
+        return embedder, frozenset()
     try:
         tuned = read_tuned_model(settings.tuned_model_dir, settings.embedder)
     except (TunedModelError, ValueError) as exc:
         log.warning("not using the tuned model: %s", exc)
-        return embedder
+        return embedder, frozenset()
     if tuned is None:
-        return embedder
+        return embedder, frozenset()
     stale = tuned.staleness(corpus)
     if stale:
         log.warning("the tuned model predates the corpus (%s); it still helps, but run "
                     "'spacesec tune' to train on what changed", "; ".join(stale))
-    return TunedQueryEmbedder(settings.embedder, tuned.folder / QUERY_LORA, settings.embed_batch_size)
+    untrained = tuned.untrained_documents(corpus)
+    if settings.embedder_runtime == "onnx" and index.query_onnx_dir is not None:
+        return OnnxEmbedder(index.query_onnx_dir, settings.embed_batch_size, name=f"{settings.embedder}+tuned",
+                            threads=settings.onnx_threads), untrained
+    from rag.learn.query_model import TunedQueryEmbedder
+
+    return TunedQueryEmbedder(settings.embedder, tuned.folder / QUERY_LORA, settings.embed_batch_size), untrained
 
 
 def abstain(question: str, reason: str, hits: list[Hit]) -> Answer:

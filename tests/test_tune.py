@@ -69,7 +69,8 @@ def test_tuning_is_reproducible(workspace, tmp_path):
 def test_the_engine_embeds_questions_with_the_tuned_model(workspace):
     settings, _ = workspace
     engine = Engine.load(settings)
-    assert isinstance(engine.retriever.query_embedder, TunedQueryEmbedder)
+    assert engine.index.query_onnx_dir is not None  # exported with the index: serving needs no torch
+    assert engine.retriever.query_embedder is not engine.retriever.embedder
     tuned = engine.retriever.embed_query("Can a country own the Moon?")
     base = engine.retriever.embedder.embed(["Can a country own the Moon?"])[0]
     assert tuned.shape == base.shape and not np.allclose(tuned, base)
@@ -78,10 +79,20 @@ def test_the_engine_embeds_questions_with_the_tuned_model(workspace):
     assert engine.retrieve("Can a country own the Moon?", k=3)
 
 
+def test_the_torch_runtime_merges_the_same_weights(workspace):
+    settings, _ = workspace
+    onnx = Engine.load(settings).retriever
+    torch = Engine.load(settings.model_copy(update={"embedder_runtime": "torch"})).retriever
+    assert isinstance(torch.query_embedder, TunedQueryEmbedder)
+    question = "Who pays when a falling satellite wrecks a house?"
+    assert float(onnx.embed_query(question) @ torch.embed_query(question)) > 0.999
+
+
 def test_untuned_settings_use_the_installed_model(workspace):
     settings, _ = workspace
     engine = Engine.load(settings.model_copy(update={"use_tuned_model": False}))
-    assert not isinstance(engine.retriever.query_embedder, TunedQueryEmbedder)
+    assert engine.retriever.query_embedder is engine.retriever.embedder
+    assert engine.index.query_onnx_dir is None
 
 
 def test_a_damaged_model_is_refused_and_the_engine_serves_untuned(workspace, tmp_path, caplog):
@@ -95,7 +106,7 @@ def test_a_damaged_model_is_refused_and_the_engine_serves_untuned(workspace, tmp
     with pytest.raises(TunedModelError, match="does not match its manifest"):
         read_tuned_model(damaged, settings.embedder)
     engine = Engine.load(settings.model_copy(update={"tuned_model_dir": damaged}))
-    assert not isinstance(engine.retriever.query_embedder, TunedQueryEmbedder)
+    assert engine.retriever.query_embedder is engine.retriever.embedder
     assert "not using the tuned model" in caplog.text
 
 
@@ -123,3 +134,20 @@ def test_questions_about_documents_not_in_the_corpus_are_refused(workspace, tmp_
     with pytest.raises(QuestionFileError, match="my-report-2025"):
         tune(settings.model_copy(update={"tuned_model_dir": tmp_path / "m"}), [extra], config=SMOKE)
     assert not (tmp_path / "m").exists()
+
+
+def test_documents_the_model_was_not_trained_on_keep_the_installed_models_scores(workspace):
+    settings, _ = workspace
+    engine = Engine.load(settings)
+    retriever = engine.retriever
+    question = "Can a country own the Moon?"
+    positions = {c.doc_id: i for i, c in reversed(list(enumerate(engine.index.chunks)))}
+    untrained, trained = positions["moon-agreement-1979"], positions["outer-space-treaty-1967"]
+    scores = retriever.chunk_similarities(question, np.array([untrained, trained]))
+    base = retriever.embedder.embed([question])[0]
+    assert scores[0] == pytest.approx(float(engine.index.vectors[untrained] @ base), abs=1e-5)
+    assert scores[1] == pytest.approx(float(engine.index.vectors[trained] @ retriever.embed_query(question)), abs=1e-5)
+    half = Engine.load(settings.model_copy(update={"tuned_weight_on_untrained": 0.5}))
+    blended = half.retriever.chunk_similarities(question, np.array([untrained]))[0]
+    assert min(scores[0], float(engine.index.vectors[untrained] @ retriever.embed_query(question))) - 1e-4 \
+        <= blended <= max(scores[0], float(engine.index.vectors[untrained] @ retriever.embed_query(question))) + 1e-4

@@ -74,6 +74,11 @@ class TunedModel:
         """Changes whenever any file of the model does."""
         return hashlib.sha256(json.dumps(self.manifest, sort_keys=True).encode()).hexdigest()[:20]
 
+    def untrained_documents(self, corpus: Corpus) -> frozenset[str]:
+        """Documents of ``corpus`` the model has not seen as they are: added, or changed since."""
+        trained = self.trained_documents
+        return frozenset(d for d, digest in corpus.checksums().items() if trained.get(d) != digest)
+
     def staleness(self, corpus: Corpus, questions_digest: str | None = None) -> list[str]:
         """What changed since training, in words (empty when the model is current)."""
         checksums = corpus.checksums()

@@ -51,8 +51,10 @@ def _scratch_settings(settings: Settings, scratch: Path, **changes) -> Settings:
 
 
 def compare(settings: Settings, train: list[Question], held_out: list[Question],
-            config: QueryTraining, k: int = 10, progress: bool = False) -> Report:
-    """Retrieval on ``held_out`` with the installed model and with a model tuned on ``train``."""
+            config: QueryTraining, k: int = 10, progress: bool = False,
+            untrained_weights: tuple[float, ...] = ()) -> Report:
+    """Retrieval on ``held_out`` with the installed model and with a model tuned on ``train``
+    (also with each of ``untrained_weights`` as ``tuned_weight_on_untrained``)."""
     items = as_items(held_out)
     with tempfile.TemporaryDirectory(prefix="spacesec-validate-") as tmp:
         scratch = Path(tmp)
@@ -60,9 +62,12 @@ def compare(settings: Settings, train: list[Question], held_out: list[Question],
             settings, scratch, questions_path=_write_questions(train, scratch / "train.jsonl"),
             tuned_model_dir=scratch / "model", use_tuned_model=True)
         tune(tuned_settings, config=config, progress=progress)
+        runs = [("untuned", tuned_settings.model_copy(update={"use_tuned_model": False})),
+                ("tuned", tuned_settings)]
+        runs += [(f"tuned, untrained weight {w:g}", tuned_settings.model_copy(update={"tuned_weight_on_untrained": w}))
+                 for w in untrained_weights]
         report = {}
-        for name, run_settings in (("untuned", tuned_settings.model_copy(update={"use_tuned_model": False})),
-                                   ("tuned", tuned_settings)):
+        for name, run_settings in runs:
             engine = Engine.load(run_settings)
             report[name] = score_retrieval(items, _retrieve(engine), k)
     return report
@@ -80,20 +85,22 @@ def provision_split(settings: Settings, config: QueryTraining, progress: bool = 
     return compare(settings, train, held_out, config, progress=progress)
 
 
-def document_split(settings: Settings, doc_id: str, config: QueryTraining, progress: bool = False) -> Report:
+def document_split(settings: Settings, doc_id: str, config: QueryTraining, progress: bool = False,
+                   untrained_weights: tuple[float, ...] = ()) -> Report:
     """Train without ``doc_id`` (its questions and its passages), score its questions."""
     train, held_out = split_by_document(load_questions(settings.questions_path), doc_id)
     if not any(q.answerable for q in held_out):
         raise ValueError(f"no training question is about '{doc_id}'; nothing to score.")
-    return compare(settings, train, held_out, config, progress=progress)
+    return compare(settings, train, held_out, config, progress=progress, untrained_weights=untrained_weights)
 
 
 def format_comparison(title: str, report: Report, metrics: tuple[str, ...] = ("recall@5", "mrr@10")) -> str:
     """One row per question style: each metric untuned -> tuned."""
-    base, tuned = report["untuned"], report["tuned"]
-    header = f"{'style':<12}{'n':>5}" + "".join(f"{m + ' untuned':>18}{'tuned':>8}" for m in metrics)
-    lines = [title, header]
+    base = report["untuned"]
+    systems = list(report)
+    lines = [title, "columns: " + ", ".join(systems)]
+    lines.append(f"{'style':<12}{'n':>5}" + "".join(f"{m:>{8 * len(systems)}}" for m in metrics))
     for row in base:
-        cells = "".join(f"{base[row].get(m, 0):>18.3f}{tuned[row].get(m, 0):>8.3f}" for m in metrics)
+        cells = "".join("".join(f"{report[s][row].get(m, 0):>8.3f}" for s in systems) for m in metrics)
         lines.append(f"{row:<12}{base[row]['n']:>5}{cells}")
     return "\n".join(lines)
