@@ -70,8 +70,9 @@ def main() -> None:
     from conftest import FakeEmbedder
 
     import rag.embedding
+    import rag.index_store  # noqa: F401 - binds the real Embedder class before the swap below
 
-    rag.embedding.Embedder = lambda name, batch_size=32: FakeEmbedder()
+    rag.embedding.Embedder = lambda name, batch_size=32: FakeEmbedder()  # what `add` builds with
     from rag import cli
 
     print("STARTED", flush=True)

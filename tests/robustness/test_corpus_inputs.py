@@ -230,7 +230,7 @@ _ADD_SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
 from conftest import FakeEmbedder
-import rag.embedding
+import rag.embedding, rag.index_store
 rag.embedding.Embedder = lambda name, batch_size=32: FakeEmbedder()
 from rag import cli
 sys.exit(cli.main(["--corpus-dir", {corpus!r}, "--index-dir", {index!r}, "add", {path!r}, "--quiet"]))
