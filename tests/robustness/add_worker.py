@@ -70,7 +70,7 @@ def main() -> None:
     from conftest import FakeEmbedder
 
     import rag.embedding
-    import rag.index_store  # noqa: F401 - binds the real Embedder class before the swap below
+    import rag.index_store  # binds the real Embedder class before the swap below
 
     rag.embedding.Embedder = lambda name, batch_size=32: FakeEmbedder()  # what `add` builds with
     from rag import cli
