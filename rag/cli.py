@@ -310,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "result is committed, so only after corpus or questions change)")
     tune.add_argument("--qa", action="append", help="more training questions, for documents you added "
                                                      "(JSONL, the format of training/questions.jsonl; repeatable)")
-    tune.add_argument("--epochs", type=int, help="passes over the questions (default 2)")
+    tune.add_argument("--epochs", type=int, help="passes over the questions (default 3)")
     tune.add_argument("--seed", type=int, default=0)
     tune.add_argument("--quiet", action="store_true")
     tune.set_defaults(func=cmd_tune)

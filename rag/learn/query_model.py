@@ -31,7 +31,7 @@ LORA_TARGETS = ["query", "key", "value", "attention.output.dense", "intermediate
 class QueryTraining:
     """How the query encoder is trained (recorded with the model)."""
 
-    epochs: int = 2
+    epochs: int = 3
     learning_rate: float = 5e-4
     batch_size: int = 32
     lora_rank: int = 16
