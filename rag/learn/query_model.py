@@ -96,8 +96,13 @@ def load_base(embedder: str):
     from rag.embedding import offline_environment
 
     offline_environment()
-    from sentence_transformers import SentenceTransformer
+    import warnings
 
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     return SentenceTransformer(str(resolve_model_path(embedder)), device="cpu")
 
 
@@ -158,6 +163,7 @@ def save_lora(model, folder: Path) -> None:
 
     folder.mkdir(parents=True, exist_ok=True)
     model[0].model.save_pretrained(str(folder))
+    (folder / "README.md").unlink(missing_ok=True)  # peft's blank model card
     weights = folder / "adapter_model.safetensors"
     save_file({k: v.to(torch.float16).contiguous() for k, v in sorted(load_file(str(weights)).items())},
               str(weights), metadata={"format": "pt"})
