@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from functools import cached_property
 from dataclasses import dataclass
+from functools import cached_property
 
 from langchain_core.documents import Document
 
@@ -15,8 +15,17 @@ from rag.citations import Answer, Citation
 from rag.corpus import Corpus, load_corpus
 from rag.embedding import Embedder
 from rag.followup import standalone_query
-from rag.index_store import IndexError_, LoadedIndex, build_index, check_index, expected_identity, load_index
+from rag.index_store import (
+    IndexError_,
+    LoadedIndex,
+    build_index,
+    check_index,
+    expected_identity,
+    load_index,
+)
 from rag.instruments import Catalogue, PartRef, section_ref
+from rag.learn.answerability import NOT_FOUND, PARTIAL, AnswerabilityModel, load_answerability
+from rag.learn.features import Draft, FeatureReader
 from rag.llm import condense, llm_answer, make_chat_model
 from rag.retrieval import Filters, Hit, HybridRetriever
 from rag.sentences import answer_units
@@ -38,6 +47,7 @@ class Engine:
     composer: AnswerComposer
     vocabulary: Vocabulary
     chat_model: object | None = None  # a LangChain chat model when the LLM mode is configured
+    answerability: AnswerabilityModel | None = None  # None: the rule-based checks decide alone
 
     @classmethod
     def load(cls, settings: Settings, rebuild: bool = True, embedder: Embedder | None = None) -> Engine:
@@ -75,8 +85,11 @@ class Engine:
         catalogue = Catalogue(corpus)
         vocabulary = Vocabulary([c.text for c in index.chunks] + catalogue.names)
         retriever.embed_query("outer space")  # load the model now, not on the first question
-        return cls(settings, corpus, index, retriever, catalogue, AnswerComposer(index, settings), vocabulary,
-                   make_chat_model(settings))
+        composer = AnswerComposer(index, settings)
+        answerability = load_answerability(settings.answerability_dir, embedder.name,
+                                           FeatureReader(composer, vocabulary))
+        return cls(settings, corpus, index, retriever, catalogue, composer, vocabulary,
+                   make_chat_model(settings), answerability)
 
     @property
     def llm_available(self) -> bool:
@@ -101,21 +114,39 @@ class Engine:
                                   "SPACESEC_LLM_MODEL and SPACESEC_LLM_BASE_URL); use 'extractive'.")
         hits = self.search(question, self.settings.answer_passages if k is None else k, history,
                            doc_ids, kinds, years)
-        content = self.catalogue.without_names(question)
-        vector = self.retriever.embed_query(question)
-        reason = unanswerable_reason(content, self.vocabulary) or self._off_topic(vector)
-        picks = []
-        if not reason:
-            cues = self.catalogue.cues(question)
-            picks = self.composer.select(vector, content, hits, cues)
-            texts = [p.hit.chunk.text[p.start:p.end] for p in picks]
-            reason = "no passage answers it" if not picks else lacks_answer_type(question, texts)
+        draft = self.draft(question, hits)
+        reason = self.refusal(draft) or (None if draft.candidates else "no passage answers it")
         if reason:
             return abstain(question, reason, hits)
-        answer = self.composer.write(question, picks)
+        if self.answerability is None:
+            picks = self.composer.choose(draft.candidates, draft.cues)
+            reason = lacks_answer_type(question, [p.hit.chunk.text[p.start:p.end] for p in picks])
+            if reason:
+                return abstain(question, reason, hits)
+            answer = self.composer.write(question, picks)
+        else:
+            judgement = self.answerability.judge(draft)
+            if judgement.outcome == NOT_FOUND:
+                return abstain(question, f"no passage states {judgement.wanted}", hits, judgement.confidence)
+            picks = self.composer.choose(draft.candidates, draft.cues, draft.candidates[judgement.order[0]])
+            answer = self.composer.write(question, picks, judgement.confidence,
+                                         judgement.wanted if judgement.outcome == PARTIAL else None)
         if mode == "llm":
             return llm_answer(self.chat_model, question, hits, self.retriever.embedder.embed, answer, stream)
         return answer
+
+    def draft(self, question: str, hits: list[Hit]) -> Draft:
+        """The question with its passages and every sentence of them scored: what the answer is
+        chosen from (and what the answerability model reads)."""
+        content = self.catalogue.without_names(question)
+        vector = self.retriever.embed_query(question)
+        cues = self.catalogue.cues(question)
+        return Draft(question, content, vector, hits, self.composer.candidates(vector, content, hits, cues), cues)
+
+    def refusal(self, draft: Draft) -> str | None:
+        """Why the corpus cannot answer, before any sentence is judged: the rules that need no
+        model (a text the corpus does not hold, today's facts, off topic), or None."""
+        return unanswerable_reason(draft.content, self.vocabulary) or self._off_topic(draft.vector)
 
     def _off_topic(self, vector) -> str | None:
         """A question no sentence of the corpus comes near is outside space law and security."""
@@ -209,13 +240,14 @@ class Engine:
         return k
 
 
-def abstain(question: str, reason: str, hits: list[Hit]) -> Answer:
+def abstain(question: str, reason: str, hits: list[Hit], confidence: float = 0.0) -> Answer:
     """The corpus does not answer: say so, and list the closest passages as related only."""
     related = [Citation.from_chunk(n, h.chunk, *_lead_sentence(h.chunk.text), h.dense)
                for n, h in enumerate(hits[:3], 1)]
     text = (f"Not found in the corpus: {reason}. The passages below are the closest the corpus has; "
             "they are related material, not an answer.")
-    return Answer(question=question, text=text, citations=[], abstained=True, related=related)
+    return Answer(question=question, text=text, citations=[], abstained=True, related=related,
+                  confidence=confidence)
 
 
 def _lead_sentence(text: str) -> tuple[int, int]:
