@@ -123,6 +123,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from rag import evaluation
 
     engine = _engine(args)
+    if args.held_out:
+        return _eval_held_out(args, engine)
+    if not args.qa:
+        raise ValueError("give --qa FILE (a development set), or --held-out with --questions FILE")
     items = evaluation.load_items(Path(args.qa))
 
     def ours(question: str, history: list, k: int) -> list[str]:
@@ -144,6 +148,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(evaluation.format_table(f"Retrieval: {name}", summary) + "\n")
     if "answers" in report:
         print(evaluation.format_table("Answers (extractive)", report["answers"]))
+    return 0
+
+
+def _eval_held_out(args: argparse.Namespace, engine) -> int:
+    """Answers on held-out training questions, with an answerability model trained on the rest."""
+    import tempfile
+
+    from rag import evaluation
+    from rag.learn.questions import load_questions
+
+    questions = load_questions(Path(args.questions))
+    work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="spacesec-eval-"))
+    report = evaluation.held_out_answers(engine, questions, args.held_out, args.seed, work)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"Held out: {report['held_out']} questions ({report['split']}, seed {report['seed']}); "
+          f"answerability model trained on {report['trained_on']} in {report['training']['seconds']} s")
+    print(evaluation.format_table("Answers (extractive), held-out questions", report["answers"]))
     return 0
 
 
@@ -191,7 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--quiet", action="store_true")
     add.set_defaults(func=cmd_add)
     evaluate = sub.add_parser("eval", help="score retrieval and answers on a question set")
-    evaluate.add_argument("--qa", required=True, help="JSONL question set (format of dev.jsonl)")
+    evaluate.add_argument("--qa", help="JSONL question set (format of dev.jsonl)")
+    evaluate.add_argument("--questions", default=str(Path(__file__).resolve().parent.parent / "training" / "questions.jsonl"),
+                          help="training question set, for --held-out (default: training/questions.jsonl)")
+    evaluate.add_argument("--held-out", help="score answers on held-out training questions: 'provision' or "
+                                             "'document:<id>' (trains the answerability model on the rest)")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the held-out split and the training")
+    evaluate.add_argument("--work-dir", help="where the held-out model and the retrieval cache go (default: a temporary folder)")
     evaluate.add_argument("--k", type=int, default=10)
     evaluate.add_argument("--json", action="store_true")
     evaluate.add_argument("--no-baselines", action="store_true", help="skip the two tutorial baselines")

@@ -64,30 +64,33 @@ def fold_of(question: Question, seed: int, folds: int = FOLDS) -> int:
 
 
 def collect_drafts(engine, questions: list[Question], cache_dir: Path | None = None) -> list[Draft]:
-    """The engine's draft for each question (retrieval done, no answer judged yet)."""
-    path = Path(cache_dir) / f"drafts-{drafts_key(engine, questions)}.pkl" if cache_dir else None
+    """The engine's draft for each question (retrieval done, no answer judged yet).
+
+    With ``cache_dir``, drafts are kept by question text in a file named after what they
+    depend on (index, embedder, retrieval settings), so later runs on any subset are quick."""
+    path = Path(cache_dir) / f"drafts-{drafts_key(engine)}.pkl" if cache_dir else None
+    cached: dict[str, Draft] = {}
     if path and path.is_file():
         with path.open("rb") as f:
-            return pickle.load(f)
+            cached = pickle.load(f)
     started = time.perf_counter()
-    drafts = []
-    for n, question in enumerate(questions, 1):
-        hits = engine.search(question.question, engine.settings.answer_passages)
-        drafts.append(engine.draft(question.question, hits))
+    missing = [q.question for q in questions if q.question not in cached]
+    for n, question in enumerate(missing, 1):
+        cached[question] = engine.draft(question, engine.search(question, engine.settings.answer_passages))
         if n % 500 == 0:
-            log.info("drafts: %d/%d (%.0f s)", n, len(questions), time.perf_counter() - started)
-    if path:
+            log.info("drafts: %d/%d (%.0f s)", n, len(missing), time.perf_counter() - started)
+    if path and missing:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as f:
-            pickle.dump(drafts, f)
-    return drafts
+            pickle.dump(cached, f)
+    return [cached[q.question] for q in questions]
 
 
-def drafts_key(engine, questions: list[Question]) -> str:
-    """What the drafts depend on: the index, the embedder, retrieval's settings, the questions."""
+def drafts_key(engine) -> str:
+    """What drafts depend on: the index, the embedder and retrieval's settings."""
     return hashlib.sha256(json.dumps([engine.index.fingerprint, engine.retriever.embedder.name,
-                                      engine.settings.model_dump(mode="json", exclude=_NOT_RETRIEVAL),
-                                      [q.question for q in questions]], sort_keys=True).encode()).hexdigest()[:16]
+                                      engine.settings.model_dump(mode="json", exclude=_NOT_RETRIEVAL)],
+                                     sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _overlap(a: str, b: str) -> float:
