@@ -171,25 +171,26 @@ def ours_latency(corpus_dir: Path, index_dir: Path, questions: list[dict], repea
     return result
 
 
-def pieces(corpus_dir: Path, questions: list[str]) -> dict:
-    """Speed of the pieces: embedding batch sizes, length-sorted batches, the query cache."""
+def pieces(corpus_dir: Path, index_dir: Path, questions: list[str]) -> dict:
+    """Speed of the pieces: embedding batch sizes, length-sorted batches, the query cache,
+    with the embedder builds and serving use (the index's ONNX export)."""
     import numpy as np
 
     from rag.corpus import load_corpus
-    from rag.embedding import Embedder
-    from rag.index_store import chunk_corpus, sentence_texts
+    from rag.embedding import OnnxEmbedder
+    from rag.index_store import ONNX_DIR, chunk_corpus, current_dir, sentence_texts
     from rag.retrieval import HybridRetriever
     from rag.sentences import answer_units
     from rag.settings import Settings
 
     settings = Settings(corpus_dir=corpus_dir)
-    embedder = Embedder(settings.embedder)
+    embedder = OnnxEmbedder(current_dir(index_dir) / ONNX_DIR, threads=settings.onnx_threads)
     chunks = chunk_corpus(load_corpus(corpus_dir), embedder, settings)
     spans = np.array([(i, a, b) for i, c in enumerate(chunks) for a, b in answer_units(c.text)]).reshape(-1, 3)
     texts = [c.embed_text for c in chunks] + sentence_texts(chunks, spans)
     embedder.embed(texts)  # load the model and warm up
     result = {"texts": len(texts)}
-    for size in (8, 16, 32, 64, 128):  # sentence-transformers sorts each call's texts by length
+    for size in (8, 16, 32, 64, 128):  # the embedder sorts each call's texts by length
         embedder.batch_size = size
         result[f"embed, batch {size}"] = _timed(lambda _: embedder.embed(texts), [None])[0] / 1000
     embedder.batch_size = settings.embed_batch_size
@@ -213,7 +214,7 @@ def _worker(args: argparse.Namespace) -> int:
     elif kind == "baseline-latency":
         print(json.dumps(baseline_latency(paths[0], questions, args.repeat)))
     elif kind == "pieces":
-        print(json.dumps(pieces(paths[0], [q["question"] for q in questions])))
+        print(json.dumps(pieces(paths[0], paths[1], [q["question"] for q in questions])))
     elif kind == "ours-latency":
         print(json.dumps(ours_latency(*paths, questions, args.repeat)))
     else:
@@ -283,14 +284,14 @@ def _worker_command(args: argparse.Namespace, kind: str, *values) -> list[str]:
     return command + (["--limit", str(args.limit)] if args.limit else [])
 
 
-def measure_pieces(corpus: Path, args: argparse.Namespace) -> str:
+def measure_pieces(corpus: Path, index: Path, args: argparse.Namespace) -> str:
     """Embedding, cache and start-up figures as a Markdown table."""
     spacesec = str(Path(sys.executable).with_name("spacesec"))
     helps = [run_child([spacesec, "--help"]).seconds for _ in range(5)]
     heavy = run_child([sys.executable, "-c", _HEAVY_CHECK]).stdout.strip() or "none"
     imports = [run_child([sys.executable, "-c", "import rag.engine"]).seconds for _ in range(3)]
     log.info("pieces: embedding batch sizes ...")
-    result = json.loads(run_child(_worker_command(args, "pieces", corpus)).stdout.splitlines()[-1])
+    result = json.loads(run_child(_worker_command(args, "pieces", corpus, index)).stdout.splitlines()[-1])
     lines = ["| piece | time |", "|---|---|",
              f"| `spacesec --help` (process) | {statistics.median(helps):.2f} s; heavy modules imported: {heavy} |",
              f"| `import rag.engine` (process) | {statistics.median(imports):.2f} s |"]
@@ -303,7 +304,7 @@ def measure_pieces(corpus: Path, args: argparse.Namespace) -> str:
 
 _HEAVY_CHECK = ("import sys; from rag.cli import build_parser; build_parser(); "
                 "print(' '.join(m for m in ('torch', 'faiss', 'sentence_transformers', 'langchain_core', "
-                "'bm25s', 'gradio') if m in sys.modules))")
+                "'bm25s', 'gradio', 'onnxruntime') if m in sys.modules))")
 
 
 def table_rows(ours: Measured, base: Measured | None) -> list[tuple[str, str, str, str]]:
@@ -370,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         corpus = _scratch_corpus(Path(tmp) / "corpus", args.smoke)
         ours = measure_ours(corpus, Path(tmp) / "index", args, question)
         base = None if args.smoke else measure_baseline(corpus, Path(tmp) / "baseline", args, question)
-        piece_table = measure_pieces(corpus, args) if args.pieces else None
+        piece_table = measure_pieces(corpus, Path(tmp) / "index", args) if args.pieces else None
     table = format_table(table_rows(ours, base))
     print(table)
     if piece_table:

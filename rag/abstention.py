@@ -9,8 +9,10 @@ lacks what the question asks for (a number for "how many", a date for "when").
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
+from pathlib import Path
 
 _CURRENT_STATE = re.compile(
     r"\b(currently|at present|presently|right now|nowadays|these days|as of (?:today|now|\d{4})|"
@@ -56,12 +58,31 @@ class Vocabulary:
         joined = "\n".join(texts)
         self._lower = " ".join(joined.lower().split())
         self._tokens = set(re.findall(r"[a-z0-9]+(?:[./-][a-z0-9]+)*", self._lower))
-        # "A/68/189" also answers for "68/189".
-        self._tokens |= {token[i + 1:] for token in self._tokens for i, ch in enumerate(token) if ch == "/"}
+
+    def save(self, text_file: Path, tokens_file: Path) -> None:
+        """Write what ``load`` reads back, so a large corpus is not scanned at every start."""
+        text_file.write_text(self._lower, encoding="utf-8")
+        tokens_file.write_text(json.dumps(sorted(self._tokens)), encoding="utf-8")
+
+    @classmethod
+    def load(cls, text_file: Path, tokens_file: Path) -> Vocabulary:
+        """The vocabulary ``save`` wrote."""
+        vocabulary = cls.__new__(cls)
+        vocabulary._lower = text_file.read_text(encoding="utf-8")
+        vocabulary._tokens = set(json.loads(tokens_file.read_text(encoding="utf-8")))
+        return vocabulary
+
+    def extended(self, texts: Iterable[str]) -> Vocabulary:
+        """This vocabulary with the words of ``texts``: the same as one built from all texts."""
+        extra, combined = Vocabulary(texts), Vocabulary.__new__(Vocabulary)
+        combined._lower = " ".join(t for t in (self._lower, extra._lower) if t)
+        combined._tokens = self._tokens | extra._tokens
+        return combined
 
     def mentions(self, term: str) -> bool:
         term = " ".join(term.lower().split())
-        return term in self._tokens or f" {term}" in f" {self._lower}"
+        # "A/68/189" in the corpus mentions "68/189".
+        return term in self._tokens or f" {term}" in f" {self._lower}" or f"/{term}" in self._lower
 
 
 def _normalise_names(question: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,11 +44,10 @@ class AnswerComposer:
     def __init__(self, index: LoadedIndex, settings: Settings) -> None:
         self.index = index
         self.settings = settings
-        self._rows_of_chunk: dict[int, list[int]] = defaultdict(list)
-        for row, (chunk_no, _, _) in enumerate(index.sentences):
-            self._rows_of_chunk[int(chunk_no)].append(row)
+        # Sentences are stored in chunk order: a chunk's rows are found by bisection.
+        self._sentence_chunks = np.asarray(index.sentences[:, 0]) if len(index.sentences) else np.zeros(0, np.int32)
         self._chunk_no = {c.chunk_id: i for i, c in enumerate(index.chunks)}
-        df = Counter(t for c in index.chunks for t in set(tokenize(c.text)))
+        df = index.text_terms  # ``document_counts`` of the passages' texts, saved by the build
         total = max(len(index.chunks), 1)
         self._idf = {t: math.log(1 + total / n) for t, n in df.items()}
         self._default_idf = math.log(1 + total)
@@ -82,7 +80,7 @@ class AnswerComposer:
         candidates: list[Pick] = []
         for hit in hits[: self.settings.answer_passages]:
             chunk_no = self._chunk_no[hit.chunk.chunk_id]
-            for row in self._rows_of_chunk.get(chunk_no, []):
+            for row in range(*np.searchsorted(self._sentence_chunks, [chunk_no, chunk_no + 1])):
                 _, start, end = (int(x) for x in self.index.sentences[row])
                 text = hit.chunk.text[start:end]
                 score = (float(self.index.sentence_vectors[row] @ question_vector)

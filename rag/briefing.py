@@ -14,12 +14,14 @@ from importlib import resources
 from pathlib import Path
 
 from rag.citations import Answer, Citation
+from rag.excerpts import ExcerptFinder
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int, str], None]
 FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"),)
 FORMATS = (".md", ".html", ".htm", ".pdf")
+_MARKER = re.compile(r"\[(\d+)\]")
 
 
 def presets() -> dict[str, list[str]]:
@@ -48,18 +50,39 @@ def questions_for(topic_or_file: str) -> tuple[str, list[str]]:
 
 @dataclass(frozen=True)
 class Reference:
+    """One cited document, listed once in the briefing's references."""
+
     n: int
-    citation: Citation
+    title: str
+    year: int
     source: str
     licence_note: str
+
+    @property
+    def entry(self) -> str:
+        return f"{self.title} ({self.year}). Source: {self.source}. Licence: {self.licence_note}."
+
+
+@dataclass(frozen=True)
+class Quote:
+    """A quoted passage of a section: its document's reference and where in it ("art. IV(1)")."""
+
+    reference: Reference
+    citation: Citation
+    where: str
+
+    @property
+    def marker(self) -> str:
+        """"[1, art. IV(1)]": the document's reference number and the pinpoint."""
+        return f"[{self.reference.n}, {self.where}]"
 
 
 @dataclass
 class Section:
     question: str
     answer: Answer
-    text: str  # the answer text with briefing-wide reference numbers
-    references: list[Reference] = field(default_factory=list)
+    text: str  # the answer text, its markers pointing to document and section
+    quotes: list[Quote] = field(default_factory=list)
 
 
 @dataclass
@@ -81,31 +104,35 @@ class Briefing:
 
 def build_briefing(engine, title: str, questions: list[str], date: dt.date | None = None,
                    progress: Progress | None = None) -> Briefing:
-    """Answer every question (extractively, so the same corpus gives the same briefing);
-    number references across the whole briefing."""
-    references: list[Reference] = []
-    by_quote: dict[tuple[str, str], Reference] = {}
+    """Answer every question (extractively, so the same corpus gives the same briefing). Each
+    cited document is one reference, numbered across the briefing; an answer's [n] markers
+    become "[reference, section]"."""
+    finder = ExcerptFinder(engine)
+    chunks = {c.chunk_id: c for c in engine.index.chunks}
+    references: dict[str, Reference] = {}
     sections: list[Section] = []
     for i, question in enumerate(questions, 1):
         if progress:
             progress(i - 1, len(questions), question)
         answer = engine.ask(question, mode="extractive")
-        mapping: dict[int, int] = {}
-        section_refs = []
+        quotes: dict[int, Quote] = {}
         for c in answer.citations:
-            key = (c.chunk_id, c.quote)
-            if key not in by_quote:
+            if c.doc_id not in references:
                 doc = engine.corpus.get(c.doc_id)
-                by_quote[key] = Reference(len(references) + 1, c, doc.source, doc.licence_note)
-                references.append(by_quote[key])
-            mapping[c.n] = by_quote[key].n
-            section_refs.append(by_quote[key])
-        text = re.sub(r"\[(\d+)\]", lambda m: f"[{mapping.get(int(m.group(1)), m.group(1))}]", answer.text)
-        sections.append(Section(question, answer, text, section_refs))
+                references[c.doc_id] = Reference(len(references) + 1, doc.title, doc.year, doc.source,
+                                                 doc.licence_note)
+            quotes[c.n] = Quote(references[c.doc_id], c, finder.locate(chunks[c.chunk_id], c.quote_start))
+        text = _MARKER.sub(lambda m, q=quotes: q[int(m.group(1))].marker if int(m.group(1)) in q
+                           else m.group(0), answer.text)
+        sections.append(Section(question, answer, text, list(quotes.values())))
     if progress:
         progress(len(questions), len(questions), "done")
     day = (date or dt.date.today()).isoformat()
-    return Briefing(title, day, engine.index.fingerprint, sections, references)
+    return Briefing(title, day, engine.index.fingerprint, sections, list(references.values()))
+
+
+def _quote_line(q: Quote) -> str:
+    return f"{q.marker} {q.citation.short_title} ({q.citation.year}), {q.where}: \u201c{q.citation.quote}\u201d"
 
 
 # -- Markdown ----------------------------------------------------------------------------
@@ -118,11 +145,10 @@ def to_markdown(b: Briefing) -> str:
     lines.append("")
     for i, s in enumerate(b.covered, 1):
         lines += [f"## {i}. {s.question}", "", s.text, "", "Key quotes:", ""]
-        lines += [f"> [{r.n}] {r.citation.label}: \u201c{r.citation.quote}\u201d" + "\n>" for r in s.references]
+        lines += [f"> {_quote_line(q)}" + "\n>" for q in s.quotes]
         lines.append("")
     lines += ["## References", ""]
-    lines += [f"[{r.n}] {r.citation.title} ({r.citation.year}), {r.citation.section}. "
-              f"Source: {r.source}. Licence: {r.licence_note}." for r in b.references]
+    lines += [f"[{r.n}] {r.entry}" for r in b.references]
     if b.not_covered:
         lines += ["", "## Not covered by the corpus", ""]
         lines += [f"- {s.question} ({s.answer.text.removeprefix('Not found in the corpus: ').split('. ')[0]})"
@@ -142,23 +168,21 @@ blockquote { margin: .5rem 0; padding: .3rem .8rem; border-left: 3px solid #888;
 
 def to_html(b: Briefing) -> str:
     e = html.escape
-    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{e(b.title)}</title>"
-             f"<style>{_HTML_CSS}</style></head><body>",
-             f"<h1>{e(b.title)}</h1><p class='meta'>Date: {e(b.date)}<br>Corpus version: "
-             f"<code>{e(b.corpus_version)}</code></p><h2>Contents</h2><ol>"]
+    parts = [(f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{e(b.title)}</title>"
+              f"<style>{_HTML_CSS}</style></head><body>"),
+             (f"<h1>{e(b.title)}</h1><p class='meta'>Date: {e(b.date)}<br>Corpus version: "
+              f"<code>{e(b.corpus_version)}</code></p><h2>Contents</h2><ol>")]
     parts += [f"<li><a href='#q{i}'>{e(s.question)}</a></li>" for i, s in enumerate(b.covered, 1)]
     if b.not_covered:
         parts.append("<li><a href='#not-covered'>Not covered by the corpus</a></li>")
     parts.append("</ol>")
     for i, s in enumerate(b.covered, 1):
-        text = re.sub(r"\[(\d+)\]", r"<a href='#ref\1'>[\1]</a>", e(s.text))
+        text = re.sub(r"\[(\d+), ([^\]]+)\]", r"<a href='#ref\1'>[\1, \2]</a>", e(s.text))
         parts.append(f"<h2 id='q{i}'>{i}. {e(s.question)}</h2><p>{text}</p><p><b>Key quotes</b></p>")
-        parts += [f"<blockquote>[{r.n}] <i>{e(r.citation.label)}</i>: \u201c{e(r.citation.quote)}\u201d</blockquote>"
-                  for r in s.references]
+        parts += [f"<blockquote>{e(q.marker)} <i>{e(q.citation.short_title)} ({q.citation.year}), "
+                  f"{e(q.where)}</i>: \u201c{e(q.citation.quote)}\u201d</blockquote>" for q in s.quotes]
     parts.append("<h2>References</h2><ol class='refs'>")
-    parts += [f"<li id='ref{r.n}' value='{r.n}'>{e(r.citation.title)} ({r.citation.year}), "
-              f"{e(r.citation.section)}. Source: {e(r.source)}. Licence: {e(r.licence_note)}.</li>"
-              for r in b.references]
+    parts += [f"<li id='ref{r.n}' value='{r.n}'>{e(r.entry)}</li>" for r in b.references]
     parts.append("</ol>")
     if b.not_covered:
         parts.append("<h2 id='not-covered'>Not covered by the corpus</h2><ul>")
@@ -216,12 +240,11 @@ def to_pdf(b: Briefing) -> bytes:
     for i, s in enumerate(b.covered, 1):
         heading(f"{i}. {s.question}")
         para(s.text)
-        for r in s.references:
-            para(f"[{r.n}] {r.citation.label}: \u201c{r.citation.quote}\u201d", 9, indent=6)
+        for q in s.quotes:
+            para(_quote_line(q), 9, indent=6)
     heading("References")
     for r in b.references:
-        para(f"[{r.n}] {r.citation.title} ({r.citation.year}), {r.citation.section}. "
-             f"Source: {r.source}. Licence: {r.licence_note}.", 8)
+        para(f"[{r.n}] {r.entry}", 8)
     if b.not_covered:
         heading("Not covered by the corpus")
         for s in b.not_covered:

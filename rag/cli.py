@@ -80,6 +80,27 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    from rag.excerpts import ExcerptFinder
+
+    engine = _engine(args)
+    excerpts = ExcerptFinder(engine).search(args.query, args.k, args.doc, args.kind, args.year)
+    if args.json:
+        print(json.dumps([e.to_dict() for e in excerpts], indent=2, ensure_ascii=False))
+        return 0
+    if not excerpts:
+        print("No passage matches; try other words or fewer filters.")
+    color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
+    for e in excerpts:
+        text = e.text
+        if color:  # bold yellow, from the last span back so earlier offsets stay valid
+            for start, end in reversed(e.highlights):
+                text = f"{text[:start]}\033[1;33m{text[start:end]}\033[0m{text[end:]}"
+        print(f"[{e.rank}] {e.citation}  (score {e.score:.2f})")
+        print("    " + text.strip().replace("\n", "\n    ") + "\n")
+    return 0
+
+
 def cmd_brief(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -120,21 +141,36 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.split:
+        return _validate(args)
+    if not args.qa and not args.held_out:
+        raise ValueError("give a question set with --qa FILE, a validation split with --split, "
+                         "or held-out answers with --held-out")
     from rag import evaluation
 
     engine = _engine(args)
     if args.held_out:
         return _eval_held_out(args, engine)
-    if not args.qa:
-        raise ValueError("give --qa FILE (a development set), or --held-out with --questions FILE")
     items = evaluation.load_items(Path(args.qa))
 
     def ours(question: str, history: list, k: int) -> list[str]:
         return [d.page_content for d in engine.retrieve(question, k=k, history=history)]
 
     report: dict[str, dict] = {"retrieval": {"space-security-rag": evaluation.score_retrieval(items, ours, args.k)}}
+    if args.compare_runtimes:
+        serving = engine.retriever.embedder
+        for name, embedder in evaluation.other_runtimes(engine).items():
+            engine.retriever.embedder = embedder
+            engine.retriever.embed_query.cache_clear()
+            report["retrieval"][f"space-security-rag, questions embedded by {name}"] = \
+                evaluation.score_retrieval(items, ours, args.k)
+        engine.retriever.embedder = serving
+        engine.retriever.embed_query.cache_clear()
     if not args.no_baselines:
-        for name, retrieve in evaluation.baseline_retrievers(engine.corpus, str(engine.retriever.embedder.path)).items():
+        from rag.embedding import resolve_model_path
+
+        model_path = str(resolve_model_path(engine.settings.embedder))
+        for name, retrieve in evaluation.baseline_retrievers(engine.corpus, model_path).items():
             report["retrieval"][name] = evaluation.score_retrieval(items, retrieve, args.k)
     if not args.no_answers:
         engine.retriever.embed_query.cache_clear()  # time answers without retrieval's cached vectors
@@ -170,6 +206,49 @@ def _eval_held_out(args: argparse.Namespace, engine) -> int:
     return 0
 
 
+def _validate(args: argparse.Namespace) -> int:
+    """``eval --split``: train on part of the question set, score what was held out."""
+    from rag.learn import validation
+    from rag.learn.query_model import QueryTraining
+
+    settings = settings_from(args)
+    config = QueryTraining()
+    if args.split == "provisions":
+        runs = [("held-out provisions (15%)", lambda: validation.provision_split(settings, config, not args.quiet))]
+    else:
+        from rag.corpus import load_corpus
+
+        docs = args.doc or [d.doc_id for d in load_corpus(settings.corpus_dir).documents]
+        weights = tuple(args.untrained_weight or ())
+        runs = [(f"held-out document: {d}",
+                 lambda d=d: validation.document_split(settings, d, config, not args.quiet, weights))
+                for d in docs]
+    reports = {}
+    for title, run in runs:
+        reports[title] = run()
+        if not args.json:
+            print(validation.format_comparison(title, reports[title]) + "\n", flush=True)
+    if args.json:
+        print(json.dumps(reports, indent=2))
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from rag.learn.query_model import QueryTraining
+    from rag.learn.tune import tune
+
+    settings = settings_from(args)
+    config = QueryTraining()
+    config = replace(config, epochs=args.epochs or config.epochs, seed=args.seed)
+    report = tune(settings, [Path(p) for p in args.qa or []], config, progress=not args.quiet)
+    print(f"Tuned on {report.questions} questions ({report.examples} training examples, "
+          f"{report.documents} documents) in {report.seconds:.0f} s; installed in {report.model.folder}. "
+          "Run 'spacesec build' (or any command) to use it.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spacesec", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -197,6 +276,17 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--json", action="store_true")
     ask.set_defaults(func=cmd_ask)
 
+    search = sub.add_parser("search", help="ranked verbatim excerpts with formal citations (no answer)")
+    search.add_argument("query")
+    search.add_argument("--k", type=int, default=5, help="number of excerpts (default 5)")
+    search.add_argument("--doc", action="append", help="only this document id (repeatable)")
+    search.add_argument("--kind", action="append", help="only this kind, e.g. treaty (repeatable)")
+    search.add_argument("--year", action="append", type=int, help="only this year (repeatable)")
+    search.add_argument("--color", choices=["auto", "always", "never"], default="auto",
+                        help="highlight matching words (default: when printing to a terminal)")
+    search.add_argument("--json", action="store_true", help="citation, text and highlight spans as JSON")
+    search.set_defaults(func=cmd_search)
+
     brief = sub.add_parser("brief", help="write a cited onboarding briefing (.md, .html, .pdf)")
     brief.add_argument("topic", nargs="?", help="a preset topic (see --list) or a file of questions, one a line")
     brief.add_argument("--out", action="append", help="output file; repeat for several formats")
@@ -215,6 +305,15 @@ def build_parser() -> argparse.ArgumentParser:
     add.set_defaults(func=cmd_add)
     evaluate = sub.add_parser("eval", help="score retrieval and answers on a question set")
     evaluate.add_argument("--qa", help="JSONL question set (format of dev.jsonl)")
+    evaluate.add_argument("--split", choices=["provisions", "documents"],
+                          help="instead: train on part of the training questions and score the rest, "
+                               "held out by provision (15%%) or by whole document (minutes per run)")
+    evaluate.add_argument("--doc", action="append", help="with --split documents: only this document "
+                                                          "(repeatable; default: every document)")
+    evaluate.add_argument("--untrained-weight", type=float, action="append",
+                          help="with --split documents: also score with this tuned_weight_on_untrained "
+                               "(repeatable)")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluate.add_argument("--questions", default=str(Path(__file__).resolve().parent.parent / "training" / "questions.jsonl"),
                           help="training question set, for --held-out (default: training/questions.jsonl)")
     evaluate.add_argument("--held-out", help="score answers on held-out training questions: 'provision' or "
@@ -225,7 +324,19 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true")
     evaluate.add_argument("--no-baselines", action="store_true", help="skip the two tutorial baselines")
     evaluate.add_argument("--no-answers", action="store_true", help="score retrieval only")
+    evaluate.add_argument("--compare-runtimes", action="store_true",
+                          help="also score retrieval with questions embedded by the other embedder runtime "
+                               "(PyTorch when serving with ONNX): the serving path's parity")
     evaluate.set_defaults(func=cmd_eval)
+
+    tune = sub.add_parser("tune", help="train the query model on the question set (minutes; the "
+                                       "result is committed, so only after corpus or questions change)")
+    tune.add_argument("--qa", action="append", help="more training questions, for documents you added "
+                                                     "(JSONL, the format of training/questions.jsonl; repeatable)")
+    tune.add_argument("--epochs", type=int, help="passes over the questions (default 2)")
+    tune.add_argument("--seed", type=int, default=0)
+    tune.add_argument("--quiet", action="store_true")
+    tune.set_defaults(func=cmd_tune)
     _register_plugins(sub)
     return parser
 

@@ -1,8 +1,10 @@
-"""The sentence embedder, loaded offline from a local folder or a bundled model package."""
+"""Sentence embedders, loaded offline: a sentence-transformers model (PyTorch) or its ONNX
+export (onnxruntime and tokenizers only, no torch: the serving path)."""
 
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
 from functools import cached_property
@@ -11,6 +13,9 @@ from pathlib import Path
 import numpy as np
 
 log = logging.getLogger(__name__)
+
+#: The files of an ONNX embedder folder (written by ``rag.onnx_export.export_onnx``).
+MODEL_FILE, TOKENIZER_FILE, CONFIG_FILE = "model.onnx", "tokenizer.json", "embedder.json"
 
 
 def resolve_model_path(name: str) -> Path:
@@ -29,19 +34,29 @@ def resolve_model_path(name: str) -> Path:
     return Path(module.get_model_path())
 
 
+def offline_environment() -> None:
+    """Hugging Face libraries must never try the network: models come from local folders."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
 class Embedder:
     """Normalised sentence embeddings on the CPU; never downloads anything."""
 
     def __init__(self, name: str, batch_size: int = 32) -> None:
         self.name = name
         self.batch_size = batch_size
-        self.path = resolve_model_path(name)
+
+    @cached_property
+    def path(self) -> Path:
+        """The model's folder (resolved when first needed: serving from an ONNX export
+        does not need the model package installed)."""
+        return resolve_model_path(self.name)
 
     @cached_property
     def _model(self):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        offline_environment()
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
@@ -52,12 +67,7 @@ class Embedder:
 
     @cached_property
     def _tokenizer(self):
-        from tokenizers import Tokenizer
-
-        tokenizer = Tokenizer.from_file(str(self.path / "tokenizer.json"))
-        tokenizer.no_truncation()  # count every token; the model's own limit would hide overflow
-        tokenizer.no_padding()
-        return tokenizer
+        return _counting_tokenizer(self.path)
 
     @property
     def dimension(self) -> int:
@@ -75,3 +85,100 @@ class Embedder:
             convert_to_numpy=True, show_progress_bar=progress,
         )
         return np.asarray(vectors, dtype=np.float32)
+
+
+def _counting_tokenizer(folder: Path):
+    """The folder's tokenizer without truncation or padding, for counting word pieces."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
+    tokenizer.no_truncation()  # count every token; the model's own limit would hide overflow
+    tokenizer.no_padding()
+    return tokenizer
+
+
+def is_onnx_folder(path: Path) -> bool:
+    """Whether ``path`` holds an ONNX embedder (model, tokenizer and its settings)."""
+    return all((path / name).is_file() for name in (MODEL_FILE, TOKENIZER_FILE, CONFIG_FILE))
+
+
+class OnnxEmbedder:
+    """The same interface as ``Embedder`` over an ONNX folder (see ``rag.onnx_export``):
+    onnxruntime and tokenizers only, so loading it never imports torch.
+
+    ``threads`` is onnxruntime's intra-op thread count (None: one per core).
+    """
+
+    def __init__(self, path: str | Path, batch_size: int = 32, name: str | None = None,
+                 threads: int | None = None) -> None:
+        self.path = Path(path)
+        if not is_onnx_folder(self.path):
+            raise ValueError(f"{self.path} is not an ONNX embedder folder (it needs {MODEL_FILE}, "
+                             f"{TOKENIZER_FILE} and {CONFIG_FILE}); export one with rag.onnx_export.")
+        self.config = json.loads((self.path / CONFIG_FILE).read_text(encoding="utf-8"))
+        self.name = name or self.config["name"]
+        self.batch_size = batch_size
+        self.threads = threads
+
+    @property
+    def dimension(self) -> int:
+        return int(self.config["dimension"])
+
+    @cached_property
+    def _session(self):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # its warnings about unused initialisers are not ours to act on
+        if self.threads:
+            options.intra_op_num_threads = self.threads
+        log.info("loading ONNX embedder from %s", self.path)
+        return ort.InferenceSession(str(self.path / MODEL_FILE), options, providers=["CPUExecutionProvider"])
+
+    @cached_property
+    def _encoder(self):
+        """The tokenizer as the model reads: truncated to its maximum length, padded per batch."""
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(self.path / TOKENIZER_FILE))
+        tokenizer.enable_truncation(int(self.config["max_length"]))
+        tokenizer.no_padding()
+        return tokenizer
+
+    @cached_property
+    def _tokenizer(self):
+        return _counting_tokenizer(self.path)
+
+    def count_tokens(self, text: str) -> int:
+        """Word pieces the model reads, including its two special tokens."""
+        return len(self._tokenizer.encode(text, add_special_tokens=True).ids)
+
+    def embed(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        """Normalised vectors of ``texts``, one row each, in order.
+
+        Batches are formed from texts sorted by length (as sentence-transformers does), so a
+        batch pads little; ``progress`` is accepted for the interface and ignored."""
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        if not texts:
+            return out
+        encodings = self._encoder.encode_batch(list(texts), add_special_tokens=True)
+        order = sorted(range(len(texts)), key=lambda i: -len(encodings[i].ids))
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start:start + self.batch_size]
+            out[rows] = self._run([encodings[i] for i in rows])
+        return out
+
+    def _run(self, encodings: list) -> np.ndarray:
+        width = max(len(e.ids) for e in encodings)
+        arrays = {name: np.zeros((len(encodings), width), dtype=np.int64) for name in self.config["inputs"]}
+        for row, encoding in enumerate(encodings):
+            size = len(encoding.ids)
+            arrays["input_ids"][row, :size] = encoding.ids
+            arrays["attention_mask"][row, :size] = 1
+            if "token_type_ids" in arrays:
+                arrays["token_type_ids"][row, :size] = encoding.type_ids
+        vectors = self._session.run(None, arrays)[0]
+        if vectors.ndim == 3:  # a bare transformer's token vectors: mean over the real tokens
+            mask = arrays["attention_mask"][:, :, None].astype(np.float32)
+            vectors = (vectors * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)

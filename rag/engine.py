@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
+import numpy as np
 from langchain_core.documents import Document
 
 from rag.abstention import Vocabulary, lacks_answer_type, unanswerable_reason
 from rag.answer import AnswerComposer
 from rag.citations import Answer, Citation
 from rag.corpus import Corpus, load_corpus
-from rag.embedding import Embedder
-from rag.followup import standalone_query
+from rag.embedding import Embedder, OnnxEmbedder
+from rag.followup import is_follow_up, standalone_query
 from rag.index_store import (
     IndexError_,
     LoadedIndex,
@@ -26,6 +28,7 @@ from rag.index_store import (
 from rag.instruments import Catalogue, PartRef, section_ref
 from rag.learn.answerability import NOT_FOUND, PARTIAL, AnswerabilityModel, load_answerability
 from rag.learn.features import Draft, FeatureReader
+from rag.learn.model_store import QUERY_LORA, TunedModelError, read_tuned_model
 from rag.llm import condense, llm_answer, make_chat_model
 from rag.retrieval import Filters, Hit, HybridRetriever
 from rag.sentences import answer_units
@@ -54,9 +57,10 @@ class Engine:
         """Open the index, rebuilding it first when missing, stale or damaged (if ``rebuild``).
 
         ``embedder`` replaces the configured model (tests pass a small deterministic one).
+        Otherwise questions are embedded by the index's ONNX export when it has one (no torch).
         """
         corpus = load_corpus(settings.corpus_dir)
-        embedder = embedder or Embedder(settings.embedder, settings.embed_batch_size)
+        given, embedder = embedder, embedder or Embedder(settings.embedder, settings.embed_batch_size)
         identity = expected_identity(corpus, settings)
         problem = check_index(settings.index_dir, identity)
         if problem:
@@ -72,21 +76,27 @@ class Engine:
             log.warning("index unreadable (%s); rebuilding", exc)
             build_index(settings, embedder, force=True)
             index = load_index(settings.index_dir, identity)
+        if given is None and settings.embedder_runtime == "onnx" and index.onnx_dir is not None:
+            embedder = OnnxEmbedder(index.onnx_dir, settings.embed_batch_size, name=settings.embedder,
+                                    threads=settings.onnx_threads)
+        query_embedder, untrained = (_query_embedder(settings, corpus, index, embedder) if given is None
+                                     else (embedder, frozenset()))
         local = (index.chunks, index.vectors, index.faiss_index, embedder, settings,
-                 index.sentences, index.sentence_vectors)
+                 index.sentences, index.sentence_vectors, query_embedder)
         if settings.search_backend == "milvus":
             from rag.milvus_store import MilvusRetriever, MilvusStore
 
             store = MilvusStore(settings.milvus_uri, settings.milvus_collection, index.vectors.shape[1])
             log.info("milvus %s: %s", settings.milvus_collection, store.sync(index.chunks, index.vectors))
-            retriever = MilvusRetriever(store, *local)
+            retriever = MilvusRetriever(store, *local, lexical=index.lexical, untrained_docs=untrained)
         else:
-            retriever = HybridRetriever(*local)
+            retriever = HybridRetriever(*local, lexical=index.lexical, untrained_docs=untrained)
         catalogue = Catalogue(corpus)
-        vocabulary = Vocabulary([c.text for c in index.chunks] + catalogue.names)
+        vocabulary = index.vocabulary.extended(catalogue.names)
         retriever.embed_query("outer space")  # load the model now, not on the first question
         composer = AnswerComposer(index, settings)
-        answerability = load_answerability(settings.answerability_dir, embedder.name,
+        # The model reads similarities to the question's vector: it fits one question encoder.
+        answerability = load_answerability(settings.answerability_dir, retriever.query_embedder.name,
                                            FeatureReader(composer, vocabulary))
         return cls(settings, corpus, index, retriever, catalogue, composer, vocabulary,
                    make_chat_model(settings), answerability)
@@ -146,12 +156,22 @@ class Engine:
     def refusal(self, draft: Draft) -> str | None:
         """Why the corpus cannot answer, before any sentence is judged: the rules that need no
         model (a text the corpus does not hold, today's facts, off topic), or None."""
-        return unanswerable_reason(draft.content, self.vocabulary) or self._off_topic(draft.vector)
+        return unanswerable_reason(draft.content, self.vocabulary) or self._off_topic(draft.vector, draft.hits)
 
-    def _off_topic(self, vector) -> str | None:
-        """A question no sentence of the corpus comes near is outside space law and security."""
-        best = float((self.index.sentence_vectors @ vector).max(initial=-1.0))
-        if best < self.settings.off_topic_similarity:
+    def _off_topic(self, vector, hits: list[Hit]) -> str | None:
+        """A question no sentence of the corpus comes near is outside space law and security.
+
+        A retrieved passage's sentence near enough settles it. Otherwise a corpus of up to
+        ``exact_search_max_passages`` passages compares every sentence; a larger one the
+        sentences of the passages nearest the question in the FAISS index (a sentence that
+        near lies in a passage that near), so no question reads every sentence vector."""
+        retriever, threshold = self.retriever, self.settings.off_topic_similarity
+        best = retriever.best_sentence(vector, [retriever.position_of(h.chunk) for h in hits])
+        if best < threshold and len(self.index.chunks) <= self.settings.exact_search_max_passages:
+            best = float((self.index.sentence_vectors @ vector).max(initial=-1.0))
+        elif best < threshold:
+            best = max(best, retriever.best_sentence(vector, retriever.nearest(vector, self.settings.candidate_pool)))
+        if best < threshold:
             return "the question seems to be outside space law and security, which is all the corpus covers"
         return None
 
@@ -162,13 +182,28 @@ class Engine:
         question = clean_question(question, self.settings.max_question_chars)
         k = self._check_k(k)
         history = clean_history(history)
-        condensed = condense(self.chat_model, question, history) if self.chat_model and history else None
+        follow_up = bool(history) and is_follow_up(question)
+        condensed = condense(self.chat_model, question, history) if self.chat_model and follow_up else None
         query = condensed or standalone_query(question, history, self.catalogue, self.settings.history_turns)
         cues = self.catalogue.cues(query)
         filters = Filters(*self._check_filters(doc_ids, kinds, years))
+        overview = self.catalogue.overview_of(query)
+        if overview:
+            return self._overview(overview, k, filters, query)
         content = self.catalogue.without_names(query)
         hits = self.retriever.search(content, k, cues, filters)
         return self._with_cross_reference(hits, k, filters, content)
+
+    def _overview(self, doc_id: str, k: int, filters: Filters, query: str) -> list[Hit]:
+        """A question about a document as a whole is answered from what says what it is and
+        is for: sections on its purpose, objectives or scope, then its opening (preamble or
+        first paragraphs), in document order. Structure, not similarity, picks them."""
+        positions = [i for i, c in enumerate(self.index.chunks) if c.doc_id == doc_id and filters.admit(c)]
+        ranked = sorted((_overview_rank(self.index.chunks[i]), i) for i in positions)
+        top = [i for _, i in ranked][:k]
+        vector = self.retriever.embed_query(query)
+        return [Hit(self.index.chunks[i], 1.0 - rank / max(len(top), 1),
+                    float(self.index.vectors[i] @ vector), 0.0) for rank, i in enumerate(top)]
 
     def _with_cross_reference(self, hits: list[Hit], k: int, filters: Filters, query: str) -> list[Hit]:
         """When the best passage applies another instrument's provision ("in accordance with
@@ -183,7 +218,7 @@ class Engine:
                 continue
             target = self.index.chunks[position]
             rest = [h for h in hits[1:] if h.chunk.chunk_id != target.chunk_id]
-            dense = float(self.index.vectors[position] @ self.retriever.embed_query(query))
+            dense = float(self.retriever.chunk_similarities(query, np.array([position]))[0])
             cited = Hit(target, hits[1].score if len(hits) > 1 else hits[0].score, dense, 0.0)
             return [hits[0], cited, *rest][:k]
         return hits
@@ -240,10 +275,50 @@ class Engine:
         return k
 
 
+_PURPOSE = re.compile(r"\b(?:purposes?|objectives?|scope)\b", re.IGNORECASE)
+_CONTEXT = re.compile(r"\b(?:rationale|background)\b", re.IGNORECASE)
+
+
+def _overview_rank(chunk) -> int:
+    """0 a section on the document's purpose, 1 its background, 2 its preamble, 3 the rest."""
+    if _PURPOSE.search(chunk.section_title):
+        return 0
+    if _CONTEXT.search(chunk.section_title):
+        return 1
+    return 2 if chunk.section == "Preamble" else 3
+
+
+def _query_embedder(settings: Settings, corpus: Corpus, index: LoadedIndex, embedder):
+    """(question embedder, documents it was not trained on): the tuned query encoder when there
+    is a usable one (its ONNX export kept with the index, or the LoRA weights on the torch
+    runtime), else ``embedder``, the installed model."""
+    if not settings.use_tuned_model:
+        return embedder, frozenset()
+    try:
+        tuned = read_tuned_model(settings.tuned_model_dir, settings.embedder)
+    except (TunedModelError, ValueError) as exc:
+        log.warning("not using the tuned model: %s", exc)
+        return embedder, frozenset()
+    if tuned is None:
+        return embedder, frozenset()
+    stale = tuned.staleness(corpus)
+    if stale:
+        log.warning("the tuned model predates the corpus (%s); it still helps, but run "
+                    "'spacesec tune' to train on what changed", "; ".join(stale))
+    untrained = tuned.untrained_documents(corpus)
+    if settings.embedder_runtime == "onnx" and index.query_onnx_dir is not None:
+        return OnnxEmbedder(index.query_onnx_dir, settings.embed_batch_size, name=f"{settings.embedder}+tuned",
+                            threads=settings.onnx_threads), untrained
+    from rag.learn.query_model import TunedQueryEmbedder
+
+    return TunedQueryEmbedder(settings.embedder, tuned.folder / QUERY_LORA, settings.embed_batch_size), untrained
+
+
 def abstain(question: str, reason: str, hits: list[Hit], confidence: float = 0.0) -> Answer:
     """The corpus does not answer: say so, and list the closest passages as related only."""
     related = [Citation.from_chunk(n, h.chunk, *_lead_sentence(h.chunk.text), h.dense)
                for n, h in enumerate(hits[:3], 1)]
+    reason = reason[:1].upper() + reason[1:]  # it follows "Not found in the corpus:" as a sentence
     text = (f"Not found in the corpus: {reason}. The passages below are the closest the corpus has; "
             "they are related material, not an answer.")
     return Answer(question=question, text=text, citations=[], abstained=True, related=related,

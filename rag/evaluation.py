@@ -35,6 +35,11 @@ def _grams(words: list[str], n: int = 4) -> list[tuple[str, ...]]:
     return [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
 
 
+def quote_grams(text: str) -> set[tuple[str, ...]]:
+    """The word 4-grams the scoring rule compares."""
+    return set(_grams(tokens(text)))
+
+
 def covers(passage: str, quote: str, threshold: float = 0.6) -> bool:
     """Whether ``passage`` covers ``quote`` under the shared 60%-of-4-grams rule."""
     quote_grams = _grams(tokens(quote))
@@ -207,7 +212,7 @@ def held_out_answers(engine, questions, split: str, seed: int, work_dir: Path) -
     if not held_out or not train:
         raise ValueError(f"the split {split!r} leaves nothing to train on or nothing to score")
     training = train_answerability(engine, train, work_dir / "model", seed, cache_dir=work_dir)
-    engine.answerability = load_answerability(work_dir / "model", engine.retriever.embedder.name,
+    engine.answerability = load_answerability(work_dir / "model", engine.retriever.query_embedder.name,
                                               FeatureReader(engine.composer, engine.vocabulary))
     answers = score_answers(question_items(held_out), lambda q, h: engine.ask(q, history=h),
                             lambda doc_id: engine.corpus.text(engine.corpus.get(doc_id)))
@@ -251,6 +256,22 @@ def baseline_retrievers(corpus, embedder_path: str) -> dict[str, Retrieve]:
 
     return {"baseline: BM25 (1000/200 chunks)": bm25_retrieve,
             "baseline: LangChain FAISS (1000/200 chunks)": faiss_retrieve}
+
+
+def other_runtimes(engine) -> dict[str, object]:
+    """Question embedders to compare with the engine's own, by name: the sentence-transformers
+    model (PyTorch) when the engine serves with the index's ONNX export, and that export when
+    it serves with PyTorch. Same passages, same index: only the question's vector differs."""
+    from rag.embedding import Embedder, OnnxEmbedder
+
+    settings = engine.settings
+    if isinstance(engine.retriever.embedder, OnnxEmbedder):
+        return {"PyTorch (sentence-transformers)": Embedder(settings.embedder, settings.embed_batch_size)}
+    if engine.index.onnx_dir is None:
+        raise ValueError("this index has no ONNX export to compare with; build it with "
+                         "SPACESEC_EMBEDDER_RUNTIME=onnx (the default).")
+    return {"ONNX (onnxruntime)": OnnxEmbedder(engine.index.onnx_dir, settings.embed_batch_size,
+                                               name=settings.embedder, threads=settings.onnx_threads)}
 
 
 def format_table(title: str, summary: dict[str, dict[str, float]]) -> str:

@@ -2,15 +2,41 @@
 
 A follow-up ("Who pays for returning it?") lacks what the conversation already
 established. We carry over, from the previous user turns, the instruments and parts it
-does not name itself and the key terms it does not use.
+does not name itself and the key terms it does not use. A question that stands on its own
+is searched as asked, whatever came before: history must not leak into a new topic.
 """
 
 from __future__ import annotations
+
+import re
 
 from rag.instruments import Catalogue, part_refs
 from rag.lexical import STOPWORDS, tokenize
 
 Message = dict[str, str]
+
+#: "And the Moon Agreement?", "What about registration?": only makes sense after another question.
+_CONNECTIVE = re.compile(r"^\W*(?:and|but|also|same|what about|how about|what else)\b", re.IGNORECASE)
+#: A demonstrative pointing back ("that regime", "under this provision"): at the start, or
+#: after a preposition or an auxiliary, where "that" is a determiner, not a conjunction.
+_DEMONSTRATIVE = re.compile(
+    r"(?:^|\b(?:of|for|in|on|under|about|with|by|from|to|at|does|did|do|is|was|are|were|has|have|"
+    r"had|can|could|would|will|should|must)\s+)(?:that|this|these|those|such)\s+"
+    r"(?!(?:is|was|are|were|means?|the|a|an)\b)[a-z]+", re.IGNORECASE)
+#: A question ending on a pronoun ("... returning it?") refers to something said before.
+_TRAILING_PRONOUN = re.compile(r"\b(?:it|them|that|this|those|these)\s*\?\s*$", re.IGNORECASE)
+#: Longer questions, or several sentences, carry their own antecedents (scenario questions).
+_MAX_FOLLOW_UP_WORDS = 12
+
+
+def is_follow_up(question: str) -> bool:
+    """Whether ``question`` leans on the conversation: it opens with a connective, or it is
+    one short sentence that points back with a demonstrative or a final pronoun."""
+    if _CONNECTIVE.search(question):
+        return True
+    one_short_sentence = (len(question.split()) <= _MAX_FOLLOW_UP_WORDS
+                          and len(re.findall(r"[.?!](?:\s|$)", question)) <= 1)
+    return one_short_sentence and bool(_DEMONSTRATIVE.search(question) or _TRAILING_PRONOUN.search(question))
 
 
 def _key_terms(text: str, exclude: set[str]) -> list[str]:
@@ -25,9 +51,10 @@ def _key_terms(text: str, exclude: set[str]) -> list[str]:
 
 
 def standalone_query(question: str, history: list[Message] | None, catalogue: Catalogue, turns: int = 2) -> str:
-    """The question plus what it leaves implicit from the last ``turns`` user messages."""
+    """The question plus what it leaves implicit from the last ``turns`` user messages; a
+    question that is not a follow-up, as asked."""
     previous = [m.get("content", "") for m in (history or []) if m.get("role") == "user"][-turns:]
-    if not previous:
+    if not previous or not is_follow_up(question):
         return question
     context = " ".join(previous)
     cues = catalogue.cues(question)

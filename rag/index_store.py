@@ -23,21 +23,33 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from rag.abstention import Vocabulary
 from rag.chunking import CHUNKER_VERSION, Chunk, chunk_document
 from rag.corpus import Corpus, load_corpus
-from rag.embedding import Embedder
+from rag.embedding import Embedder, OnnxEmbedder, is_onnx_folder
+from rag.learn.model_store import QUERY_LORA, TunedModelError, read_tuned_model
+from rag.lexical import LexicalIndex, document_counts
 from rag.sentences import answer_units
 from rag.settings import Settings
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: BM25, answer tables and the ONNX export saved with the build
 CHUNKS_FILE, VECTORS_FILE, FAISS_FILE, MANIFEST_FILE = (
     "chunks.jsonl", "vectors.npy", "dense.faiss", "manifest.json")
 # Answer sentences: (chunk index, start, end) in the chunk's text, and their vectors.
 SENTENCES_FILE, SENTENCE_VECTORS_FILE = "sentences.npy", "sentence_vectors.npy"
-DATA_FILES = (CHUNKS_FILE, VECTORS_FILE, FAISS_FILE, SENTENCES_FILE, SENTENCE_VECTORS_FILE)
-_LIBRARIES = ("faiss-cpu", "sentence-transformers", "space-security-rag")
+# What answering needs about the whole corpus, computed by the build so a start reads it:
+# each term's passage count (idf weights) and the corpus's words (abstention).
+TERMS_FILE, VOCABULARY_TEXT, VOCABULARY_TOKENS = "text_terms.json", "vocabulary.txt", "vocabulary_tokens.json"
+# Folders: the BM25 index (bm25s's files), and the embedder's ONNX export that embedded the
+# passages and embeds the questions (with ``embedder_runtime`` "onnx").
+LEXICAL_DIR, ONNX_DIR, QUERY_ONNX_DIR = "bm25", "onnx", "query-onnx"
+#: Bumped when the tokeniser of ``rag.lexical`` changes, so saved BM25 indexes are rebuilt.
+LEXICAL_VERSION = 1
+# Libraries whose versions change the vectors or scores an index holds, per embedder runtime.
+_LIBRARIES = {"onnx": ("bm25s", "faiss-cpu", "onnxruntime", "space-security-rag"),
+              "torch": ("bm25s", "faiss-cpu", "sentence-transformers", "space-security-rag")}
 
 
 class IndexError_(RuntimeError):
@@ -56,21 +68,33 @@ class BuildReport:
 
 @dataclass
 class LoadedIndex:
+    """An index as loaded: ``vectors`` is a view of the FAISS index's own storage (one copy in
+    memory), ``sentence_vectors`` and the BM25 arrays are memory-mapped."""
+
     manifest: dict
     chunks: list[Chunk]
     vectors: np.ndarray
     faiss_index: faiss.Index
     sentences: np.ndarray
     sentence_vectors: np.ndarray
+    lexical: LexicalIndex | None = None
+    #: The ONNX export of the embedder, when the build made one.
+    onnx_dir: Path | None = None
+    #: ``rag.lexical.document_counts`` of the passages' texts.
+    text_terms: dict[str, int] | None = None
+    #: The words of the passages' texts (``rag.abstention.Vocabulary``).
+    vocabulary: Vocabulary | None = None
+    #: The ONNX export of the tuned query encoder, when there is a tuned model.
+    query_onnx_dir: Path | None = None
 
     @property
     def fingerprint(self) -> str:
         return self.manifest["fingerprint"]
 
 
-def _library_versions() -> dict[str, str]:
+def _library_versions(runtime: str) -> dict[str, str]:
     versions = {}
-    for name in _LIBRARIES:
+    for name in _LIBRARIES[runtime]:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -87,10 +111,28 @@ def expected_identity(corpus: Corpus, settings: Settings) -> dict:
         "documents": corpus.checksums(),
         "catalogue": entries,
         "embedder": settings.embedder,
+        "embedder_runtime": settings.embedder_runtime,
         "chunker": {"version": CHUNKER_VERSION, "max_tokens": settings.chunk_max_tokens,
                     "target_words": settings.chunk_target_words},
-        "libraries": _library_versions(),
+        "lexical": LEXICAL_VERSION,
+        "libraries": _library_versions(settings.embedder_runtime),
+        "query_model": tuned_model_identity(settings),
     }
+
+
+def tuned_model_identity(settings: Settings) -> dict | None:
+    """What the tuned query model was trained on (questions, documents, base model), or None
+    when the installed model is used as is. A changed model makes the index stale."""
+    if not settings.use_tuned_model:
+        return None
+    try:
+        tuned = read_tuned_model(settings.tuned_model_dir, settings.embedder)
+    except (TunedModelError, ValueError):
+        return None  # the engine says why when it loads
+    if tuned is None:
+        return None
+    keys = ("questions_sha256", "documents", "base_model_sha256")
+    return {"digest": tuned.digest} | {k: tuned.manifest.get(k) for k in keys}
 
 
 def fingerprint(identity: dict) -> str:
@@ -122,7 +164,8 @@ def check_index(index_dir: Path, identity: dict) -> str | None:
     manifest = read_manifest(index_dir)
     if manifest is None:
         return "no index has been built" if not current_dir(index_dir).exists() else "index manifest is unreadable"
-    for key in ("format", "documents", "catalogue", "embedder", "chunker", "libraries"):
+    for key in ("format", "documents", "catalogue", "embedder", "embedder_runtime", "chunker", "lexical",
+                "libraries", "query_model"):
         if manifest.get(key) != identity[key]:
             return f"index is stale ({key} changed)"
     folder = current_dir(index_dir)
@@ -141,14 +184,40 @@ def load_index(index_dir: Path, identity: dict) -> LoadedIndex:
     folder = current_dir(index_dir)
     manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
     chunks = _read_chunks(folder)
-    vectors = np.load(folder / VECTORS_FILE, allow_pickle=False)
     index = faiss.read_index(str(folder / FAISS_FILE))
+    vectors = stored_vectors(index)  # the index's own copy: vectors.npy is for builds only
     sentences = np.load(folder / SENTENCES_FILE, allow_pickle=False)
-    sentence_vectors = np.load(folder / SENTENCE_VECTORS_FILE, allow_pickle=False)
-    if not (len(chunks) == len(vectors) == index.ntotal == manifest["chunk_count"]
+    # Memory-mapped: a question reads only the rows of the passages it looks at.
+    sentence_vectors = np.load(folder / SENTENCE_VECTORS_FILE, mmap_mode="r", allow_pickle=False)
+    lexical = LexicalIndex.load(folder / LEXICAL_DIR)
+    if not (len(chunks) == len(vectors) == index.ntotal == manifest["chunk_count"] == lexical.size
             and len(sentences) == len(sentence_vectors)):
         raise IndexError_("index parts disagree on the number of passages; run 'spacesec build --force'.")
-    return LoadedIndex(manifest, chunks, vectors, index, sentences, sentence_vectors)
+    onnx_dir, query_onnx_dir = folder.resolve() / ONNX_DIR, folder.resolve() / QUERY_ONNX_DIR
+    return LoadedIndex(manifest, chunks, vectors, index, sentences, sentence_vectors, lexical,
+                       onnx_dir if is_onnx_folder(onnx_dir) else None,
+                       json.loads((folder / TERMS_FILE).read_text(encoding="utf-8")),
+                       Vocabulary.load(folder / VOCABULARY_TEXT, folder / VOCABULARY_TOKENS),
+                       query_onnx_dir if is_onnx_folder(query_onnx_dir) else None)
+
+
+class _StoredVectors(np.ndarray):
+    """A numpy view of a FAISS index's memory that keeps the index alive (``owner``)."""
+
+    owner: faiss.Index | None = None
+
+
+def stored_vectors(index: faiss.Index) -> np.ndarray:
+    """The vectors a flat or HNSW-flat FAISS index stores, as a read-only numpy view of its
+    memory (no copy); the view, and any slice of it, keeps ``index`` alive."""
+    flat = faiss.downcast_index(index.storage) if isinstance(index, faiss.IndexHNSW) else index
+    if flat.ntotal == 0:
+        return np.zeros((0, flat.d), dtype=np.float32)
+    memory = faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * flat.d).reshape(flat.ntotal, flat.d)
+    view = memory.view(_StoredVectors)
+    view.owner = index
+    view.flags.writeable = False
+    return view
 
 
 def _read_chunks(folder: Path) -> list[Chunk]:
@@ -253,6 +322,9 @@ def build_index(settings: Settings, embedder: Embedder, force: bool = False, pro
                     return BuildReport(len(corpus.documents), manifest["chunk_count"], 0,
                                        time.perf_counter() - started, False, manifest["fingerprint"])
                 log.info("the index should now be %s; rebuilding it (nothing is re-embedded)", wanted)
+            onnx_dir = _onnx_export(index_dir, embedder, settings)
+            if onnx_dir is not None:  # the export embeds the passages, as it will the questions
+                embedder = OnnxEmbedder(onnx_dir, settings.embed_batch_size, name=settings.embedder)
             chunks = chunk_corpus(corpus, embedder, settings, progress)
             spans = np.array([(i, a, b) for i, c in enumerate(chunks) for a, b in answer_units(c.text)],
                              dtype=np.int32).reshape(-1, 3)
@@ -261,8 +333,10 @@ def build_index(settings: Settings, embedder: Embedder, force: bool = False, pro
                                               settings.embedder, progress)
             sentence_vectors, more = _embed_cached(sentence_texts(chunks, spans), known, embedder,
                                                    settings.embedder, progress)
+            lexical = LexicalIndex([c.embed_text for c in chunks])
+            query_onnx_dir = _query_onnx_export(index_dir, identity, settings)
             fp = _write_build(index_dir, identity, chunks, vectors, spans, sentence_vectors,
-                              make_faiss_index(vectors, settings))
+                              make_faiss_index(vectors, settings), lexical, onnx_dir, query_onnx_dir)
     except PermissionError as exc:
         raise IndexError_(f"cannot write the index in {index_dir} ({exc.strerror}); "
                           "make it writable or set SPACESEC_INDEX_DIR to a writable folder.") from exc
@@ -272,8 +346,65 @@ def build_index(settings: Settings, embedder: Embedder, force: bool = False, pro
     return BuildReport(len(corpus.documents), len(chunks), embedded + more, seconds, True, fp)
 
 
+def _onnx_export(index_dir: Path, embedder: Embedder, settings: Settings) -> Path | None:
+    """A scratch folder with the ONNX export of ``embedder`` (None unless the runtime is
+    "onnx" and ``embedder`` is a sentence-transformers ``Embedder``): the current build's
+    export when it was made from the same model (hard links, nothing re-exported), else a
+    fresh one (this imports torch)."""
+    if settings.embedder_runtime != "onnx" or not isinstance(embedder, Embedder):
+        return None
+    scratch = index_dir / "builds" / f".onnx-{os.getpid()}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.parent.mkdir(parents=True, exist_ok=True)
+    manifest = read_manifest(index_dir)
+    previous = current_dir(index_dir) / ONNX_DIR
+    if manifest and manifest.get("embedder") == embedder.name and is_onnx_folder(previous):
+        shutil.copytree(previous, scratch, copy_function=_link_or_copy)
+    else:
+        from rag.onnx_export import export_onnx
+
+        export_onnx(embedder.path, scratch, name=embedder.name)
+    return scratch
+
+
+def _query_onnx_export(index_dir: Path, identity: dict, settings: Settings) -> Path | None:
+    """A scratch folder with the ONNX export of the tuned query encoder (its LoRA weights
+    merged into the installed model), or None when there is no tuned model or the runtime is
+    torch. The current build's export is reused when it came from the same tuned model."""
+    if settings.embedder_runtime != "onnx" or identity.get("query_model") is None:
+        return None
+    scratch = index_dir / "builds" / f".query-onnx-{os.getpid()}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.parent.mkdir(parents=True, exist_ok=True)
+    manifest = read_manifest(index_dir)
+    previous = current_dir(index_dir) / QUERY_ONNX_DIR
+    if manifest and manifest.get("query_model") == identity["query_model"] and is_onnx_folder(previous):
+        shutil.copytree(previous, scratch, copy_function=_link_or_copy)
+    else:
+        from rag.learn.query_model import load_tuned
+        from rag.onnx_export import export_onnx
+
+        export_onnx(load_tuned(settings.embedder, settings.tuned_model_dir / QUERY_LORA), scratch,
+                    name=f"{settings.embedder}+tuned")
+    return scratch
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _data_files(folder: Path) -> list[str]:
+    """Every file of a build folder but its manifest, as paths relative to it."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST_FILE)
+
+
 def _write_build(index_dir: Path, identity: dict, chunks: list[Chunk], vectors: np.ndarray,
-                 spans: np.ndarray, sentence_vectors: np.ndarray, faiss_index: faiss.Index) -> str:
+                 spans: np.ndarray, sentence_vectors: np.ndarray, faiss_index: faiss.Index,
+                 lexical: LexicalIndex, onnx_dir: Path | None = None,
+                 query_onnx_dir: Path | None = None) -> str:
     fp = fingerprint(identity)
     builds = index_dir / "builds"
     builds.mkdir(parents=True, exist_ok=True)
@@ -287,16 +418,25 @@ def _write_build(index_dir: Path, identity: dict, chunks: list[Chunk], vectors: 
     faiss.write_index(faiss_index, str(tmp / FAISS_FILE))
     np.save(tmp / SENTENCES_FILE, spans, allow_pickle=False)
     np.save(tmp / SENTENCE_VECTORS_FILE, sentence_vectors, allow_pickle=False)
-    files = {name: _sha256(tmp / name) for name in DATA_FILES}
+    lexical.save(tmp / LEXICAL_DIR)
+    terms = document_counts(c.text for c in chunks)
+    (tmp / TERMS_FILE).write_text(json.dumps(terms, sort_keys=True), encoding="utf-8")
+    Vocabulary([c.text for c in chunks]).save(tmp / VOCABULARY_TEXT, tmp / VOCABULARY_TOKENS)
+    if onnx_dir is not None:
+        onnx_dir.rename(tmp / ONNX_DIR)
+    if query_onnx_dir is not None:
+        query_onnx_dir.rename(tmp / QUERY_ONNX_DIR)
+    files = {name: _sha256(tmp / name) for name in _data_files(tmp)}
     manifest = identity | {
         "fingerprint": fp, "files": files, "chunk_count": len(chunks),
         "dimension": int(vectors.shape[1]), "faiss_index": type(faiss_index).__name__,
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
-    for path in tmp.iterdir():
-        with path.open("rb") as handle:
-            os.fsync(handle.fileno())
+    for path in tmp.rglob("*"):
+        if path.is_file():
+            with path.open("rb") as handle:
+                os.fsync(handle.fileno())
     final = builds / fp
     if final.exists():
         if current_dir(index_dir).resolve() == final.resolve():

@@ -71,6 +71,10 @@ def section_ref(label: str) -> PartRef | None:
     return refs[0] if refs and _PART.match(label) else None
 
 
+#: Words of a question about a document as a whole: what it is, is for, covers, aims at.
+_OVERVIEW_WORDS = frozenset(["a", "about", "aim", "aims", "all", "an", "and", "are", "at", "briefly", "brief", "cover", "covers", "covered", "describe", "did", "do", "does", "document", "explain", "for", "general", "give", "goal", "goals", "i", "in", "instrument", "intended", "is", "it", "its", "key", "main", "me", "mean", "means", "objective", "objectives", "of", "on", "over", "overall", "overview", "point", "points", "purpose", "purposes", "say", "says", "scope", "short", "summarise", "summarize", "summary", "tell", "the", "this", "what", "whole", "why"])
+
+
 @dataclass(frozen=True)
 class QueryCues:
     """What a question names: documents (in order of mention) and parts."""
@@ -141,6 +145,15 @@ class Catalogue:
         for (start, end), _ in reversed(self._mentions(text)):
             text = text[:start] + " " + text[end:]
         return " ".join(text.split()) or text
+
+    def overview_of(self, text: str) -> str | None:
+        """The document a question asks about as a whole ("What is the Rescue Agreement?",
+        "What is the Moon Agreement for?"), or None: it names one document and asks nothing else."""
+        named = self.documents_named(text)
+        if len(named) != 1:
+            return None
+        rest = re.findall(r"[a-z]+", self.without_names(text).lower())
+        return named[0] if all(w in _OVERVIEW_WORDS for w in rest) else None
 
     def cues(self, text: str) -> QueryCues:
         return QueryCues(tuple(self.documents_named(text)), tuple(part_refs(text)))

@@ -5,9 +5,11 @@ from __future__ import annotations
 import gc
 import logging
 import re
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from pathlib import Path
 
 import bm25s
 import numpy as np
@@ -18,10 +20,7 @@ logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index buil
 # Keeps "b.10" and "a.4" (guideline ids), roman numerals, numbers and hyphenated terms' parts.
 _TOKEN = re.compile(r"[a-z]\.\d+|[a-z0-9]+")
 STOPWORDS = frozenset(
-    """a an and are as at be been but by can could did do does for from had has have how i if in
-    into is it its may me might must my no not of on or our shall should so such than that the
-    their them then there these they this those to under up upon was we were what when where which
-    who whom whose why will with would you your about also any each other own same very""".split()
+    ["a", "an", "and", "are", "as", "at", "be", "been", "but", "by", "can", "could", "did", "do", "does", "for", "from", "had", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its", "may", "me", "might", "must", "my", "no", "not", "of", "on", "or", "our", "shall", "should", "so", "such", "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "those", "to", "under", "up", "upon", "was", "we", "were", "what", "when", "where", "which", "who", "whom", "whose", "why", "will", "with", "would", "you", "your", "about", "also", "any", "each", "other", "own", "same", "very"]
 )
 
 
@@ -49,16 +48,42 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+def document_counts(texts: Iterable[str]) -> dict[str, int]:
+    """How many of ``texts`` contain each token of ``tokenize``, for idf weights."""
+    with _collector_paused():
+        return dict(Counter(t for text in texts for t in set(tokenize(text))))
+
+
 class LexicalIndex:
-    """BM25 over the embedded text of each chunk (header plus passage)."""
+    """BM25 over the embedded text of each chunk (header plus passage).
+
+    Built from the texts, or read back from the folder ``save`` wrote (``load``): the index
+    build keeps it with the vectors, so loading a large index reads files instead of
+    tokenising every passage again.
+    """
 
     def __init__(self, texts: list[str]) -> None:
-        self._bm25 = bm25s.BM25()
+        bm25 = bm25s.BM25()
         with _collector_paused():
             tokens = [tokenize(t) or ["\u2205"] for t in texts]
-            self._bm25.index(tokens, show_progress=False)
-        self._vocab = set(self._bm25.vocab_dict)
-        self.size = len(texts)
+            bm25.index(tokens, show_progress=False)
+        self._attach(bm25)
+
+    def _attach(self, bm25: bm25s.BM25) -> None:
+        self._bm25 = bm25
+        self._vocab = set(bm25.vocab_dict)
+        self.size = int(bm25.scores["num_docs"])
+
+    def save(self, folder: Path) -> None:
+        """Write the index to ``folder`` (bm25s's arrays, vocabulary and parameters)."""
+        self._bm25.save(str(folder), show_progress=False)
+
+    @classmethod
+    def load(cls, folder: Path) -> LexicalIndex:
+        """The index ``save`` wrote, its arrays memory-mapped (read as searches touch them)."""
+        lexical = cls.__new__(cls)
+        lexical._attach(bm25s.BM25.load(str(folder), mmap=True, show_progress=False))
+        return lexical
 
     def _terms(self, query: str) -> list[str]:
         return [t for t in tokenize(query) if t in self._vocab]

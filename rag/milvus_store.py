@@ -315,6 +315,6 @@ class MilvusRetriever(HybridRetriever):
         if not ids:
             return np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.float32)
         candidates = np.array(ids, dtype=np.int64)
-        dense = self._blend_sentences(candidates, self.vectors[candidates] @ query_vector, query_vector)
+        dense = self._blend_sentences(candidates, self.chunk_similarities(query, candidates), query)
         lexical = np.array([lexical_hits.get(self.chunks[i].chunk_id, 0.0) for i in ids], dtype=np.float32)
         return candidates, dense, lexical

@@ -74,25 +74,61 @@ class HybridRetriever:
 
     def __init__(self, chunks: list[Chunk], vectors: np.ndarray, index: faiss.Index,
                  embedder: Embedder, settings: Settings, sentences: np.ndarray | None = None,
-                 sentence_vectors: np.ndarray | None = None) -> None:
+                 sentence_vectors: np.ndarray | None = None, query_embedder: Embedder | None = None,
+                 lexical: LexicalIndex | None = None, untrained_docs: frozenset[str] = frozenset()) -> None:
+        """``lexical`` is the saved BM25 index of ``chunks``; without it one is built here.
+        ``query_embedder`` embeds questions (the tuned encoder) when it differs from ``embedder``;
+        passages of ``untrained_docs`` (documents it was not trained on) are then scored with a
+        blend of its vector and the installed model's (``settings.tuned_weight_on_untrained``)."""
         self.chunks = chunks
         self.vectors = vectors
         self.sentence_vectors = sentence_vectors
         # Sentences are stored in chunk order: the first sentence row of each chunk that has any.
         owners = sentences[:, 0] if sentences is not None and len(sentences) else np.zeros(0, np.int32)
         self._sentence_owner, self._sentence_starts = np.unique(owners, return_index=True)
+        self._sentence_ends = np.append(self._sentence_starts[1:], len(owners)).astype(np.int64)
+        self._position = {c.chunk_id: i for i, c in enumerate(chunks)}
         self.index = index
-        self.embedder = embedder
+        self.embedder = embedder  # passages (and anything compared with them symmetrically)
+        self.query_embedder = query_embedder or embedder  # questions: the tuned encoder if any
         self.settings = settings
-        self.lexical = LexicalIndex([c.embed_text for c in chunks])
+        self.lexical = lexical if lexical is not None else LexicalIndex([c.embed_text for c in chunks])
         self._refs = [section_ref(c.section) for c in chunks]
         self._doc_of = np.array([c.doc_id for c in chunks])
         self._kind_of = np.array([c.kind for c in chunks])
         self._year_of = np.array([c.year for c in chunks], dtype=np.int64)
         self.embed_query = lru_cache(maxsize=2048)(self._embed_query)
+        tuned = self.query_embedder is not self.embedder
+        self._untrained = (np.isin(self._doc_of, sorted(untrained_docs)) if tuned and untrained_docs
+                           else np.zeros(len(chunks), dtype=bool))
+        self._untrained_sentence = self._untrained[owners] if len(owners) else np.zeros(0, dtype=bool)
+        self._blended_query = lru_cache(maxsize=2048)(self._blend_query)
 
     def _embed_query(self, text: str) -> np.ndarray:
-        return self.embedder.embed([text])[0]
+        return self.query_embedder.embed([text])[0]
+
+    def _blend_query(self, text: str) -> np.ndarray:
+        """The vector for passages of documents the tuned encoder was not trained on."""
+        weight = self.settings.tuned_weight_on_untrained
+        vector = weight * self.embed_query(text) + (1 - weight) * self.embedder.embed([text])[0]
+        return (vector / max(float(np.linalg.norm(vector)), 1e-12)).astype(np.float32)
+
+    def chunk_similarities(self, text: str, positions: np.ndarray | None = None) -> np.ndarray:
+        """Cosine similarity of the question ``text`` to the chunks at ``positions`` (all by default)."""
+        return self._similarities(text, self.vectors, self._untrained, positions)
+
+    def sentence_similarities(self, text: str, rows: np.ndarray | None = None) -> np.ndarray:
+        """Cosine similarity of the question ``text`` to the answer sentences at ``rows`` (all by default)."""
+        return self._similarities(text, self.sentence_vectors, self._untrained_sentence, rows)
+
+    def _similarities(self, text: str, vectors: np.ndarray, untrained: np.ndarray,
+                      rows: np.ndarray | None) -> np.ndarray:
+        picked = vectors if rows is None else vectors[rows]
+        scores = np.asarray(picked @ self.embed_query(text), dtype=np.float32)
+        blend = untrained if rows is None else untrained[rows]
+        if blend.any():
+            scores[blend] = picked[blend] @ self._blended_query(text)
+        return scores
 
     def allowed_mask(self, doc_ids=None, kinds=None, years=None) -> np.ndarray | None:
         """Chunks that pass the metadata filters (None when nothing is filtered)."""
@@ -137,11 +173,11 @@ class HybridRetriever:
                           allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Small corpora: score every chunk exactly; the pool's best by each score are the
         candidates. Returns (candidate ids, their dense scores, their lexical scores)."""
-        dense = self.vectors @ query_vector
+        dense = self.chunk_similarities(query)
         weight_s = self.settings.sentence_weight
         if weight_s and self.sentence_vectors is not None and len(self._sentence_starts):
             # A passage is as close as its closest sentence: long passages dilute a precise match.
-            best = np.maximum.reduceat(self.sentence_vectors @ query_vector, self._sentence_starts)
+            best = np.maximum.reduceat(self.sentence_similarities(query), self._sentence_starts)
             dense = dense.copy()
             dense[self._sentence_owner] = (1 - weight_s) * dense[self._sentence_owner] + weight_s * best
         lexical = self.lexical.scores(query)
@@ -162,9 +198,12 @@ class HybridRetriever:
         size = self.settings.candidate_pool
         candidates = np.union1d(self._dense_top(query_vector, size, allowed),
                                 self.lexical.top(query, size, allowed))
+        if self._untrained.any():  # their passages are found by their own query vector
+            untrained = self._untrained if allowed is None else self._untrained & allowed
+            candidates = np.union1d(candidates, self._dense_top(self._blended_query(query), size, untrained))
         if candidates.size == 0:
             return _NO_CANDIDATES
-        dense = self._blend_sentences(candidates, self.vectors[candidates] @ query_vector, query_vector)
+        dense = self._blend_sentences(candidates, self.chunk_similarities(query, candidates), query)
         return candidates, dense, self.lexical.scores_of(query, candidates)
 
     def _dense_top(self, query_vector: np.ndarray, size: int, allowed: np.ndarray | None) -> np.ndarray:
@@ -184,18 +223,41 @@ class HybridRetriever:
         flat = faiss.downcast_index(self.index.storage) if hnsw else self.index
         return _faiss_top(flat, query_vector, size, faiss.SearchParameters(sel=selector))
 
-    def _blend_sentences(self, candidates: np.ndarray, dense: np.ndarray, query_vector: np.ndarray) -> np.ndarray:
+    def _sentence_span(self, position: int) -> tuple[int, int]:
+        """(first, end) rows of the chunk at ``position`` in the sentence table (empty if none)."""
+        slot = int(np.searchsorted(self._sentence_owner, position))
+        if slot < len(self._sentence_owner) and self._sentence_owner[slot] == position:
+            return int(self._sentence_starts[slot]), int(self._sentence_ends[slot])
+        return 0, 0
+
+    def best_sentence(self, query_vector: np.ndarray, positions) -> float:
+        """The highest similarity of ``query_vector`` to a sentence of the chunks at
+        ``positions`` (-1 when they have none); reads only those chunks' sentence vectors."""
+        if self.sentence_vectors is None or not len(self._sentence_starts):
+            return -1.0
+        rows = [np.arange(*self._sentence_span(int(p))) for p in positions]
+        rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        return float((self.sentence_vectors[rows] @ query_vector).max(initial=-1.0)) if rows.size else -1.0
+
+    def position_of(self, chunk: Chunk) -> int:
+        """Where ``chunk`` is in the index."""
+        return self._position[chunk.chunk_id]
+
+    def nearest(self, query_vector: np.ndarray, size: int) -> np.ndarray:
+        """Positions of the ``size`` chunks nearest ``query_vector`` by the FAISS index alone."""
+        return self._dense_top(query_vector, size, None)
+
+    def _blend_sentences(self, candidates: np.ndarray, dense: np.ndarray, query: str) -> np.ndarray:
         """``dense`` with each candidate's best sentence score blended in, as the exact path does."""
         weight_s = self.settings.sentence_weight
         if not weight_s or self.sentence_vectors is None or not len(self._sentence_starts):
             return dense
-        slots = np.searchsorted(self._sentence_owner, candidates)
-        ends = np.append(self._sentence_starts[1:], len(self.sentence_vectors))
         blended = dense.copy()
-        for j, slot in enumerate(slots):
-            if slot < len(self._sentence_owner) and self._sentence_owner[slot] == candidates[j]:
-                rows = self.sentence_vectors[self._sentence_starts[slot]:ends[slot]]
-                blended[j] = (1 - weight_s) * dense[j] + weight_s * float((rows @ query_vector).max())
+        for j, position in enumerate(candidates):
+            start, end = self._sentence_span(int(position))
+            if end > start:
+                best = float(self.sentence_similarities(query, np.arange(start, end)).max())
+                blended[j] = (1 - weight_s) * dense[j] + weight_s * best
         return blended
 
     def _boosts(self, candidates: np.ndarray, cues: QueryCues) -> np.ndarray:

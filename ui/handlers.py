@@ -10,15 +10,30 @@ import tempfile
 import threading
 from pathlib import Path
 
+import gradio as gr
+
 from rag import briefing
 from rag.citations import Answer
 from rag.engine import Engine
+from rag.excerpts import ExcerptFinder
 from ui.feedback import FeedbackLog
-from ui.render import answer_markdown, conversation_markdown, document_html, escape_markdown, sources_html
+from ui.render import (
+    answer_markdown,
+    conversation_markdown,
+    describe_filters,
+    document_html,
+    escape_markdown,
+    excerpts_html,
+    sources_html,
+    sources_panel,
+    strength,
+)
 
 log = logging.getLogger(__name__)
 
 ERROR_MESSAGE = "Something went wrong while answering; please try again. Details are in the server log."
+DRAFT_TITLE = "Draft, checking citations…"
+DRAFT_STATUS = "Writing the answer; its citations are checked before it is shown as the answer…"
 
 
 class Handlers:
@@ -27,7 +42,10 @@ class Handlers:
     def __init__(self, engine: Engine, feedback: FeedbackLog) -> None:
         self.engine = engine
         self.feedback = feedback
-        self.sections = _full_sections(engine)
+        self.excerpts = ExcerptFinder(engine)
+        self.sections = {c.chunk_id: self.excerpts.full_section(c) for c in engine.index.chunks}
+        self._chunks = {c.chunk_id: c for c in engine.index.chunks}
+        self._titles = {d.doc_id: d.short_title for d in engine.corpus.documents}
         self._export_dir = Path(tempfile.mkdtemp(prefix="spacesec-export-"))
 
     # -- chat ----------------------------------------------------------------------
@@ -39,6 +57,10 @@ class Handlers:
         # The chat may have been cleared or cut (its trash button, an API client starting over):
         # the conversation is what the chat shows, one answer per user/assistant pair.
         answers = list(answers or [])[: len(chat) // 2]
+        if answers and not (question or "").strip():
+            # A second click on Ask after an answer (the box is empty then): nothing to do, and
+            # the status keeps saying what the last answer was.
+            return (gr.skip(),) * 6
         history = [m for a in answers for m in ({"role": "user", "content": a.question},
                                                  {"role": "assistant", "content": a.text})]
         try:
@@ -52,16 +74,23 @@ class Handlers:
             log.exception("answering %r failed", question[:200])
             return chat, self.sources(answers), f"⚠️ {ERROR_MESSAGE}", answers, question, ""
         answers.append(answer)
-        turn = len(answers)
+        filters = self.filters_text(doc_ids, kinds, years)
+        weak_below = self.engine.settings.weak_answer_confidence
         chat += [{"role": "user", "content": escape_markdown(question)},
-                 {"role": "assistant", "content": answer_markdown(answer, turn)}]
-        status = ("Not found in the corpus: related passages are listed, not an answer."
-                  if answer.abstained else f"Answered with {len(answer.citations)} cited passage(s).")
-        return chat, self.sources(answers), status, answers, "", answer.to_markdown()
+                 {"role": "assistant", "content": answer_markdown(
+                     answer, len(answers), self.labels(answer), filters, weak_below)}]
+        if answer.abstained:
+            status = "Not found in the corpus: related passages are listed, not an answer."
+        else:
+            status = f"Answered with {len(answer.citations)} cited passage(s)."
+            flag = strength(answer, weak_below)
+            if flag:
+                status += f" {flag[0]}: read the sources before relying on it."
+        return chat, self.sources(answers, filters), status, answers, "", answer.to_markdown()
 
     def ask_stream(self, question: str, chat: list, answers: list[Answer], doc_ids, kinds, years, mode, k):
-        """Like ``ask``, but while an LLM writes, yields the text so far (unverified, marked as
-        such); the last value is the verified answer, which replaces it."""
+        """Like ``ask``, but while an LLM writes, shows its text so far as a greyed draft
+        ("checking...") that the checked answer replaces when it is done."""
         if mode != "llm" or not self.engine.llm_available:
             yield self.ask(question, chat, answers, doc_ids, kinds, years, mode, k)
             return
@@ -79,18 +108,30 @@ class Handlers:
         shown = list(chat or []) + [{"role": "user", "content": escape_markdown(question)}]
         while (token := tokens.get()) is not None:
             draft += token
-            yield (shown + [{"role": "assistant", "content": escape_markdown(draft) + " …"}],
-                   self.sources(answers), "Writing the answer; citations are checked when it is done…",
-                   answers, question, "")
+            yield (shown + [{"role": "assistant", "content": escape_markdown(draft),
+                             "metadata": {"title": DRAFT_TITLE, "status": "pending"}}],
+                   gr.skip(), DRAFT_STATUS, gr.skip(), gr.skip(), gr.skip())
         yield result[0]
 
-    def sources(self, answers: list[Answer]) -> str:
-        """Sources of every answer, newest first, so older markers still resolve."""
-        panels = [sources_html(a, turn, self.sections) for turn, a in enumerate(answers, 1)]
-        return "".join(reversed(panels)) or '<p class="empty">Sources of answers appear here.</p>'
+    def labels(self, answer: Answer) -> dict[int, str]:
+        """Each citation's formal citation ("Outer Space Treaty (1967), art. IV(1)")."""
+        return {c.n: self.excerpts.cite(self._chunks[c.chunk_id], c.quote_start)
+                for c in (answer.citations or answer.related) if c.chunk_id in self._chunks}
+
+    def filters_text(self, doc_ids, kinds, years) -> str:
+        """"Searched only: Outer Space Treaty, treaty, 1967" for the active filters."""
+        return describe_filters([self._titles.get(d, d) for d in doc_ids or []], kinds or [], years or [])
+
+    def sources(self, answers: list[Answer], filters: str = "") -> str:
+        """The Sources panel: the latest answer's sources, the earlier ones folded below."""
+        turns = [sources_html(a, turn, self.sections, self.labels(a), filters if turn == len(answers) else "")
+                 for turn, a in enumerate(answers, 1)]
+        return sources_panel(turns)
 
     def clear(self):
-        return [], self.sources([]), "", [], "", ""
+        """One reset for the Clear button and the chat's trash icon: chat, sources, status,
+        conversation, question, Markdown and the exported file."""
+        return [], self.sources([]), "", [], "", "", gr.DownloadButton(value=None, visible=False)
 
     def vote(self, answers: list[Answer], index, liked) -> str:
         position = index[0] if isinstance(index, list | tuple) else index
@@ -99,14 +140,25 @@ class Handlers:
         self.feedback.record(answers[position // 2], bool(liked))
         return "Thank you: your feedback was recorded."
 
-    def export(self, answers: list[Answer]) -> str | None:
-        """A Markdown briefing of the conversation, as a file to download."""
+    def export(self, answers: list[Answer]) -> tuple[str | None, str]:
+        """(a Markdown briefing of the conversation as a file to download, status)."""
         if not answers:
-            return None
+            return None, "⚠️ Nothing to export yet: ask a question first."
         # Each export gets its own folder: files already handed out are never overwritten.
         path = Path(tempfile.mkdtemp(dir=self._export_dir)) / f"conversation-{len(answers)}.md"
         path.write_text(conversation_markdown(answers, self.engine.index.fingerprint), encoding="utf-8")
-        return str(path)
+        return str(path), f"Exported {len(answers)} answer(s): use the download button."
+
+    # -- search --------------------------------------------------------------------
+    def search(self, query: str, doc_ids, kinds, years, k: float | None) -> tuple[str, str]:
+        """(results html, status) of an excerpt search."""
+        try:
+            found = self.excerpts.search(query, int(k) if k else 5, doc_ids or None, kinds or None,
+                                         [int(y) for y in years or []] or None)
+        except ValueError as exc:
+            return "", f"⚠️ {exc}"
+        filters = self.filters_text(doc_ids, kinds, years)
+        return excerpts_html(found, query), f"{len(found)} excerpt(s).{' ' + filters + '.' if filters else ''}"
 
     # -- briefings -----------------------------------------------------------------
     def briefing(self, preset: str | None, custom: str | None, progress=None):
@@ -146,14 +198,3 @@ class Handlers:
         chunks = [c for c in self.engine.index.chunks if c.doc_id == doc.doc_id]
         choices = [(c.section + (f" (part {c.part})" if c.part > 1 else ""), c.chunk_id) for c in chunks]
         return document_html(doc, chunks), choices
-
-
-def _full_sections(engine: Engine) -> dict[str, str]:
-    """Each chunk's whole section (all its parts), as a verbatim slice of the source."""
-    spans: dict[tuple[str, str], tuple[int, int]] = {}
-    for c in engine.index.chunks:
-        key = (c.doc_id, c.section)
-        start, end = spans.get(key, (c.start, c.end))
-        spans[key] = (min(start, c.start), max(end, c.end))
-    texts = {d.doc_id: engine.corpus.text(d) for d in engine.corpus.documents}
-    return {c.chunk_id: texts[c.doc_id][slice(*spans[(c.doc_id, c.section)])] for c in engine.index.chunks}

@@ -1,17 +1,21 @@
-"""HTML and Markdown for answers, sources and documents. All corpus and user text is
+"""HTML and Markdown for answers, sources, excerpts and documents. All corpus and user text is
 escaped here: nothing a document or a question contains is ever interpreted as markup."""
 
 from __future__ import annotations
 
 import html
 import re
+from collections.abc import Sequence
 
 from rag.chunking import Chunk
 from rag.citations import Answer, Citation
 from rag.corpus import DocumentInfo
+from rag.excerpts import Excerpt
 
 _MARKER = re.compile(r"\[(\d+)\]")
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~=])")
+_HEADING_LINE = re.compile(r"^#{1,6}[ \t]+")
+_URL = re.compile(r"https?://[^\s<>\"')]+")
 
 
 def escape_markdown(text: str) -> str:
@@ -25,10 +29,39 @@ def source_anchor(turn: int, n: int) -> str:
     return f"src-{turn}-{n}"
 
 
-def answer_markdown(answer: Answer, turn: int) -> str:
-    """The chat message: escaped answer text whose [n] markers link to the Sources panel."""
+def describe_filters(documents: Sequence[str] = (), kinds: Sequence[str] = (),
+                     years: Sequence[object] = ()) -> str:
+    """"Searched only: guidelines, 2024", or "" when nothing is filtered."""
+    parts = [*documents, *kinds, *(str(y) for y in years)]
+    return f"Searched only: {', '.join(parts)}" if parts else ""
+
+
+def strength(answer: Answer, weak_below: float) -> tuple[str, str] | None:
+    """("Weak match" | "Partial answer", tooltip) when the answer deserves a warning, else None."""
+    meaning = (f"Confidence {answer.confidence:.2f}: how likely these quotes answer the question, "
+               f"from 0 to 1. Below {weak_below:.2f} the match is weak; read the sources.")
     if answer.abstained:
-        body = escape_markdown(answer.text.removeprefix("Not found in the corpus: "))
+        return None
+    if answer.partial:
+        return "Partial answer", "The corpus answers only part of the question. " + meaning
+    if answer.confidence < weak_below:
+        return "Weak match", meaning
+    return None
+
+
+def answer_markdown(answer: Answer, turn: int, labels: dict[int, str] | None = None,
+                    filters: str = "", weak_below: float = 0.0) -> str:
+    """The chat message: the active filters, a weak-match marker, the escaped answer text whose
+    [n] markers link to the Sources panel, and a row of source chips (``labels``: n -> label)."""
+    lines = []
+    if filters:
+        lines.append(f'<span class="filters">{html.escape(filters)}</span>')
+    flag = strength(answer, weak_below)
+    if flag:
+        lines.append(f'<span class="strength" title="{html.escape(flag[1])}">{flag[0]}</span>')
+    if answer.abstained:
+        reason = answer.text.removeprefix("Not found in the corpus: ")
+        body = escape_markdown(reason[:1].upper() + reason[1:])
         text = f"**Not found in the corpus.** {body}"
     else:
         parts = []
@@ -40,57 +73,127 @@ def answer_markdown(answer: Answer, turn: int) -> str:
             last = match.end()
         parts.append(escape_markdown(answer.text[last:]))
         text = "".join(parts)
+    lines.append(text)
     if answer.notice:
-        text += f"\n\n_{escape_markdown(answer.notice)}_"
-    return text
+        lines.append(f"_{escape_markdown(answer.notice)}_")
+    if labels and answer.citations:
+        chips = " ".join(f'<a class="chip" href="#{source_anchor(turn, n)}">{n} · {html.escape(label)}</a>'
+                         for n, label in sorted(labels.items()))
+        lines.append(f'<span class="chips">{chips}</span>')
+    return "\n\n".join(lines)
 
 
-def _highlighted(citation: Citation) -> str:
-    start = citation.quote_start
-    end = start + len(citation.quote)
-    text = citation.text
-    return (html.escape(text[:start]) + "<mark>" + html.escape(text[start:end]) + "</mark>"
-            + html.escape(text[end:]))
+def passage_html(text: str, spans: Sequence[tuple[int, int]] = ()) -> str:
+    """Escaped ``text`` with ``spans`` wrapped in <mark>; Markdown heading lines ("## Article
+    11") are shown as headings, without their marks."""
+    out = []
+    offset = 0
+    for line in text.splitlines(keepends=True):
+        end = offset + len(line)
+        heading = _HEADING_LINE.match(line)
+        body_start = offset + (heading.end() if heading else 0)
+        cuts = sorted((max(s, body_start), min(e, end)) for s, e in spans if s < end and e > body_start)
+        pieces, cursor = [], body_start
+        for s, e in cuts:
+            s = max(s, cursor)
+            if s >= e:
+                continue
+            pieces.append(html.escape(text[cursor:s]) + "<mark>" + html.escape(text[s:e]) + "</mark>")
+            cursor = e
+        pieces.append(html.escape(text[cursor:end]))
+        body = "".join(pieces)
+        out.append(f'<span class="heading">{body.rstrip()}</span>\n' if heading else body)
+        offset = end
+    return "".join(out)
 
 
-def sources_html(answer: Answer, turn: int, sections: dict[str, str]) -> str:
-    """The Sources panel for one answer: each citation with its passage, the quote
-    highlighted, its score, and the full section to expand."""
-    listed = answer.citations or answer.related
-    if not listed:
-        return ""
-    heading = "Sources" if answer.citations else "Related passages (not an answer)"
-    question = html.escape(answer.question)
-    items = []
-    for c in listed:
-        full = sections.get(c.chunk_id, c.text)
-        items.append(
-            f'<div class="source" id="{source_anchor(turn, c.n)}">'
+def _card(c: Citation, anchor: str, answered: bool, full: str, label: str) -> str:
+    spans = [(c.quote_start, c.quote_start + len(c.quote))] if answered else []
+    passage = passage_html(c.text, spans) if answered else passage_html(c.quote)
+    # The full section only when it holds more than the passage shown.
+    more = (f"<details><summary>Full section</summary><div class='passage'>{passage_html(full)}</div></details>"
+            if full.strip() != (c.text if answered else c.quote).strip() else "")
+    return (f'<div class="source" id="{anchor}">'
             f'<div class="source-head"><span class="marker">[{c.n}]</span> '
-            f"<b>{html.escape(c.label)}</b> "
-            f'<span class="score">relevance {c.score:.2f}</span></div>'
-            f'<div class="passage">{_highlighted(c) if answer.citations else html.escape(c.quote)}</div>'
-            f"<details><summary>Full section</summary><pre>{html.escape(full)}</pre></details>"
-            "</div>"
-        )
+            f"<b>{html.escape(label)}</b> "
+            f'<span class="score" title="Relevance: similarity of the passage to the question '
+            f'(higher is closer)">relevance {c.score:.2f}</span></div>'
+            f'<div class="passage">{passage}</div>{more}</div>')
+
+
+def sources_html(answer: Answer, turn: int, sections: dict[str, str],
+                 labels: dict[int, str] | None = None, filters: str = "") -> str:
+    """The sources of one answer (turn ``turn``): each citation with its passage, the quote
+    highlighted, its score, and the full section to expand when it adds text."""
+    listed = answer.citations or answer.related
+    heading = "Sources" if answer.citations else "Related passages (not an answer)"
+    items = [_card(c, source_anchor(turn, c.n), bool(answer.citations), sections.get(c.chunk_id, c.text),
+                   (labels or {}).get(c.n, c.label)) for c in listed]
+    if not items:
+        heading = "No sources"
+        where = f" the active filters. {html.escape(filters)}" if filters else ""
+        items = [f'<p class="empty">No passage matched{where}.</p>']
     css_class = "answer-sources" if answer.citations else "answer-sources related"
-    return (f'<section class="{css_class}" data-turn="{turn}"><h4>{heading} for: {question}</h4>'
-            + "".join(items) + "</section>")
+    return (f'<section class="{css_class}" data-turn="{turn}"><h4><span class="turn">Answer {turn}</span> '
+            f"{heading} for: {html.escape(answer.question)}</h4>" + "".join(items) + "</section>")
+
+
+def sources_panel(turns: Sequence[str]) -> str:
+    """The Sources panel: the latest answer's sources, earlier answers' folded below them
+    (their markers still resolve: the click handler unfolds them)."""
+    if not turns:
+        return '<p class="empty">Sources of answers appear here.</p>'
+    earlier = "".join(reversed(turns[:-1]))
+    folded = (f'<details class="earlier"><summary>Sources of earlier answers ({len(turns) - 1})</summary>'
+              f"{earlier}</details>") if earlier else ""
+    return turns[-1] + folded
+
+
+def excerpts_html(excerpts: Sequence[Excerpt], query: str) -> str:
+    """Search results: ranked excerpts, matching words highlighted, each with a copy button."""
+    if not excerpts:
+        return '<p class="empty">No passage matches; try other words or fewer filters.</p>'
+    cards = []
+    for e in excerpts:
+        cards.append(
+            f'<div class="source excerpt" id="excerpt-{e.rank}">'
+            f'<div class="source-head"><span class="marker">{e.rank}.</span> <b>{html.escape(e.citation)}</b> '
+            f'<span class="score" title="Relevance: fused keyword and meaning score (higher is closer)">'
+            f"score {e.score:.2f}</span></div>"
+            f'<div class="passage">{passage_html(e.text, e.highlights)}</div>'
+            f'<button class="copy-citation" type="button" data-copy="{html.escape(e.quotation)}">'
+            "Copy citation</button></div>")
+    return (f'<section class="excerpts"><h4>{len(excerpts)} excerpt(s) for: {html.escape(query)}</h4>'
+            + "".join(cards) + "</section>")
+
+
+def _linked(text: str) -> str:
+    """Escaped text whose http(s) URLs are links that open in a new tab."""
+    out, last = [], 0
+    for match in _URL.finditer(text):
+        url = match.group(0).rstrip(".,;")
+        out.append(html.escape(text[last:match.start()]))
+        out.append(f'<a href="{html.escape(url)}" target="_blank" rel="noopener noreferrer">{html.escape(url)}</a>')
+        last = match.start() + len(url)
+    out.append(html.escape(text[last:]))
+    return "".join(out)
 
 
 def document_html(doc: DocumentInfo, chunks: list[Chunk]) -> str:
     """A whole document, section by section, with anchors to jump to."""
+    rows = (("Short title", doc.short_title), ("Year", doc.year), ("Kind", doc.kind),
+            ("Source", doc.source), ("Completeness", doc.completeness), ("Licence", doc.licence_note))
     meta = (f"<h3>{html.escape(doc.title)}</h3><table class='doc-meta'>"
-            + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
-                      for k, v in (("Short title", doc.short_title), ("Year", doc.year), ("Kind", doc.kind),
-                                   ("Source", doc.source), ("Completeness", doc.completeness),
-                                   ("Licence", doc.licence_note)))
+            + "".join(f"<tr><th>{html.escape(k)}</th><td>{_linked(str(v))}</td></tr>" for k, v in rows)
             + "</table>")
     parts = [meta]
     for chunk in chunks:
         label = chunk.section + (f" (part {chunk.part})" if chunk.part > 1 else "")
+        first, _, rest = chunk.text.partition("\n")
+        heading = _HEADING_LINE.match(first)
+        text = rest.lstrip("\n") if heading and first[heading.end():].strip() == label else chunk.text
         parts.append(f'<div class="doc-section" id="{section_anchor(chunk.chunk_id)}">'
-                     f"<h4>{html.escape(label)}</h4><pre>{html.escape(chunk.text)}</pre></div>")
+                     f"<h4>{html.escape(label)}</h4><div class='passage'>{passage_html(text)}</div></div>")
     return "".join(parts)
 
 

@@ -88,7 +88,7 @@ def collect_drafts(engine, questions: list[Question], cache_dir: Path | None = N
 
 def drafts_key(engine) -> str:
     """What drafts depend on: the index, the embedder and retrieval's settings."""
-    return hashlib.sha256(json.dumps([engine.index.fingerprint, engine.retriever.embedder.name,
+    return hashlib.sha256(json.dumps([engine.index.fingerprint, engine.retriever.query_embedder.name,
                                       engine.settings.model_dump(mode="json", exclude=_NOT_RETRIEVAL)],
                                      sort_keys=True).encode()).hexdigest()[:16]
 
@@ -237,7 +237,7 @@ def train_answerability(engine, questions: list[Question], out_dir: Path, seed: 
     sentence_w = fit_sentence(list(range(len(qs))))
     question_w = _fit_linear(rows.vectors, y, 1.0, seed)
     forest = _fit_forest(x, y, seed)
-    meta = {"version": ARTIFACT_VERSION, "embedder": engine.retriever.embedder.name, "seed": seed,
+    meta = {"version": ARTIFACT_VERSION, "embedder": engine.retriever.query_embedder.name, "seed": seed,
             "index_fingerprint": engine.index.fingerprint, "questions": len(questions),
             "answer_features": answer_names, "sentence_features": rows.sentence_names,
             "thresholds": {"partial": round(partial_t, 6), "answer": round(answer_t, 6)}}

@@ -5,6 +5,7 @@
   top-level conftest has left a finished build in ``tests/artifacts/real-index-cache``, it
   seeds the index (``Engine.load`` re-checks it against the corpus and re-embeds whatever
   differs), which only makes the build faster.
+* ``serving(paths, run_dir, *args)``: the same with extra ``serve`` arguments (``--mcp``).
 * ``ui_server`` (module): ``spacesec serve`` in a subprocess on a free loopback port, over the
   same corpus and index folders (so it starts without building), with its feedback log and
   Gradio's temp files in the tmp dir. Waited for by polling its URL (90 s at most) and
@@ -21,6 +22,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,14 +100,16 @@ def _log_tail(path: Path, chars: int = 4000) -> str:
         return "(no log)"
 
 
-@pytest.fixture(scope="module")
-def ui_server(ui_engine, ui_paths, tmp_path_factory):
-    """``spacesec serve`` on a free port of 127.0.0.1, for the tests of one module."""
-    run_dir = tmp_path_factory.mktemp("server")
+@contextmanager
+def serving(ui_paths: UiPaths, run_dir: Path, *extra: str, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """``spacesec serve [extra...]`` on a free port of 127.0.0.1, until the block ends; ``env``
+    adds environment variables (settings such as SPACESEC_LLM_PROVIDER)."""
     feedback_path = run_dir / "feedback.jsonl"
     log_path = run_dir / "server.log"
     port = free_port()
+    extra_env = env or {}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SPACESEC_", "GRADIO_"))}
+    env.update(extra_env)
     env.update({
         "SPACESEC_FEEDBACK_PATH": str(feedback_path),
         "GRADIO_ANALYTICS_ENABLED": "False",
@@ -114,7 +119,7 @@ def ui_server(ui_engine, ui_paths, tmp_path_factory):
     })
     command = _spacesec_command() + ["--corpus-dir", str(ui_paths.corpus_dir),
                                      "--index-dir", str(ui_paths.index_dir),
-                                     "serve", "--host", "127.0.0.1", "--port", str(port)]
+                                     "serve", "--host", "127.0.0.1", "--port", str(port), *extra]
     url = f"http://127.0.0.1:{port}/"
     with log_path.open("wb") as log:
         # cwd is the folder holding the corpus: file routes must refuse it even there.
@@ -143,6 +148,13 @@ def ui_server(ui_engine, ui_paths, tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def ui_server(ui_engine, ui_paths, tmp_path_factory):
+    """``spacesec serve`` on a free port of 127.0.0.1, for the tests of one module."""
+    with serving(ui_paths, tmp_path_factory.mktemp("server")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

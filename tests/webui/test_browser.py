@@ -66,14 +66,31 @@ def browser():
         playwright.stop()
 
 
-@pytest.fixture
-def page(browser, ui_server):
-    """A fresh browser session (so a fresh conversation) on the app's page."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+DESKTOP = {"width": 1440, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+
+def fresh_page(browser, url: str, viewport: dict):
+    """A fresh browser session (so a fresh conversation) on the app's page, and its context."""
+    context = browser.new_context(viewport=viewport)
     context.set_default_timeout(20_000)
     page = context.new_page()
-    page.goto(ui_server.url)
+    page.goto(url)
     page.wait_for_selector("#question textarea")
+    return page, context
+
+
+@pytest.fixture
+def page(browser, ui_server):
+    page, context = fresh_page(browser, ui_server.url, {"width": 1400, "height": 1000})
+    yield page
+    context.close()
+
+
+@pytest.fixture(params=[DESKTOP, PHONE], ids=["1440x900", "390x844"])
+def sized_page(request, browser, ui_server):
+    """The same at a desktop and at a phone width."""
+    page, context = fresh_page(browser, ui_server.url, request.param)
     yield page
     context.close()
 
@@ -232,7 +249,7 @@ def test_chatbot_clear_icon_starts_a_new_conversation(page, ui_server):
     lines = feedback_lines(ui_server.feedback_path)
     assert len(lines) == before + 1
     assert lines[-1]["question"] == NUCLEAR_Q, f"recorded the cleared question: {lines[-1]['question']!r}"
-    expect()(page.locator("#chat a[href='#src-1-1']")).to_have_count(1, timeout=2000)
+    expect()(page.locator("#chat a:not(.chip)[href='#src-1-1']")).to_have_count(1, timeout=2000)
     expect()(page.locator("#sources section")).to_have_count(1)
     expect()(page.locator("#sources section h4")).to_contain_text(NUCLEAR_Q)
 
@@ -256,3 +273,292 @@ def test_answers_are_copied_from_the_markdown_box_not_the_message(page):
     value = box.input_value()
     assert "Outer Space Treaty (1967), Article IV" in value
     assert "\\" not in value and "](#src-" not in value
+
+
+# --------------------------------------------------------------------------------------
+# Issue 14: the app as a finished product, at 1440x900 and 390x844
+# --------------------------------------------------------------------------------------
+def overlap(a: dict, b: dict) -> bool:
+    return (a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"]
+            and a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"])
+
+
+def unobstructed(page, selector: str) -> bool:
+    """Whether the middle of the element's visible part shows the element itself."""
+    return page.evaluate("""(selector) => {
+      const el = document.querySelector(selector);
+      const r = el.getBoundingClientRect();
+      const top = Math.max(r.top, 0), bottom = Math.min(r.bottom, window.innerHeight);
+      if (bottom <= top) return false;
+      const hit = document.elementFromPoint(r.left + r.width / 2, (top + bottom) / 2);
+      return !!hit && el.contains(hit);
+    }""", selector)
+
+
+OTHER_COMPONENTS = ["#chat", "#question", "#ask", "#status", "#filters", "#markdown-box", "#download", "footer"]
+
+# Each card's rectangle as drawn: cut to every ancestor that clips its overflow (a card
+# scrolled out of a scrolling panel is not drawn over anything).
+DRAWN_CARDS = """() => [...document.querySelectorAll('#sources .source')].map((card) => {
+  let r = card.getBoundingClientRect();
+  let box = {left: r.left, top: r.top, right: r.right, bottom: r.bottom};
+  for (let el = card.parentElement; el; el = el.parentElement) {
+    const style = getComputedStyle(el);
+    if (style.overflowY !== 'visible' || style.overflowX !== 'visible') {
+      const c = el.getBoundingClientRect();
+      box = {left: Math.max(box.left, c.left), top: Math.max(box.top, c.top),
+             right: Math.min(box.right, c.right), bottom: Math.min(box.bottom, c.bottom)};
+    }
+  }
+  return {id: card.id, x: box.left + scrollX, y: box.top + scrollY,
+          width: Math.max(0, box.right - box.left), height: Math.max(0, box.bottom - box.top)};
+})"""
+
+
+def assert_cards_cover_nothing(page) -> None:
+    others = {name: page.evaluate(
+        "(s) => { const el = document.querySelector(s); if (!el || !el.offsetParent) return null;"
+        " const r = el.getBoundingClientRect();"
+        " return {x: r.left + scrollX, y: r.top + scrollY, width: r.width, height: r.height}; }", name)
+        for name in OTHER_COMPONENTS}
+    cards = page.evaluate(DRAWN_CARDS)
+    assert len(cards) >= 3
+    for card in cards:
+        if not card["width"] or not card["height"]:
+            continue  # scrolled out of its panel: not drawn
+        for name, other in others.items():
+            assert other is None or not overlap(card, other), f"{card['id']} is drawn over {name}"
+
+
+def test_source_cards_cover_no_other_component_and_a_clicked_citation_is_visible(sized_page, shots):
+    """Defect 1: the cards ran over "Filters and options", the Markdown box, the file box and
+    the footer; on a phone, clicking [2] scrolled to a card hidden under the file box."""
+    page = sized_page
+    ask(page, LIABILITY_Q, wait_for="#chat a[href='#src-1-3']")
+    assert_cards_cover_nothing(page)
+    ask(page, "Can a country claim the Moon?", wait_for="#chat a[href='#src-2-3']")
+    page.evaluate("document.querySelectorAll('#sources details').forEach((d) => { d.open = true; })")
+    assert_cards_cover_nothing(page)
+    cards = page.locator("#sources .source")
+    for i in range(cards.count()):
+        card = cards.nth(i)
+        card.scroll_into_view_if_needed()
+        assert unobstructed(page, f"#{card.get_attribute('id')}"), f"{card.get_attribute('id')} is covered"
+    page.evaluate("window.scrollTo(0, 0)")
+    page.locator("#chat a:not(.chip)[href='#src-2-2']").click()
+    expect()(page.locator("#src-2-2")).to_be_in_viewport()
+    assert unobstructed(page, "#src-2-2")
+    shots(page, f"answer-{page.viewport_size['width']}.png")
+
+
+def test_chips_under_the_answer_open_their_card(sized_page):
+    page = sized_page
+    ask(page, LIABILITY_Q, wait_for="#chat a.chip[href='#src-1-2']")
+    chip = page.locator("#chat a.chip[href='#src-1-2']")
+    assert re.search(r"^2 · Liability Convention \(1972\), art\. ", normalised(chip.inner_text()))
+    page.evaluate("window.scrollTo(0, 0)")
+    chip.click()
+    expect()(page.locator("#src-1-2")).to_have_class(re.compile(r"\bflash\b"), timeout=1500)
+    expect()(page.locator("#src-1-2")).to_be_in_viewport()
+
+
+def test_earlier_answers_sources_fold_away_and_their_markers_unfold_them(page):
+    ask(page, NUCLEAR_Q, wait_for="#chat a[href='#src-1-1']")
+    ask(page, LIABILITY_Q, wait_for="#chat a[href='#src-2-1']")
+    headings = page.locator("#sources h4").all_inner_texts()
+    assert normalised(headings[0]).startswith("Answer 2 Sources for: " + LIABILITY_Q)
+    expect()(page.locator("#src-1-1")).not_to_be_visible()  # folded under "earlier answers"
+    page.locator("#chat a:not(.chip)[href='#src-1-1']").click()
+    expect()(page.locator("#src-1-1")).to_be_visible()
+    expect()(page.locator("#src-1-1")).to_be_in_viewport()
+
+
+def test_trash_icon_and_clear_reset_chat_sources_status_and_export(sized_page):
+    """Defect 2: the chat's trash icon left the Sources panel and the status; Clear chat left
+    the old export downloadable."""
+    page = sized_page
+    for clear in ("#chat button[aria-label='Clear']", "#clear"):
+        ask(page, NUCLEAR_Q, wait_for="#chat a[href='#src-1-1']")
+        page.click("#export")
+        expect()(page.locator("#download")).to_be_visible()
+        page.locator(clear).click()
+        expect()(page.locator("#chat [data-testid='bot']")).to_have_count(0)
+        expect()(page.locator("#sources .source")).to_have_count(0)
+        expect()(page.locator("#sources")).to_contain_text("Sources of answers appear here")
+        expect()(page.locator("#status")).to_have_text("")
+        expect()(page.locator("#download")).not_to_be_visible()
+
+
+def test_export_without_answers_says_so(page):
+    page.click("#export")
+    expect()(page.locator("#status")).to_contain_text("Nothing to export yet")
+    expect()(page.locator("#download")).not_to_be_visible()
+
+
+def test_quick_repeated_clicks_give_one_answer_and_its_status(page):
+    page.fill("#question textarea", NUCLEAR_Q)
+    for _ in range(3):
+        page.click("#ask", delay=0)
+    page.wait_for_selector("#chat a[href='#src-1-1']", timeout=ANSWER_TIMEOUT_MS)
+    page.wait_for_timeout(1500)  # any queued click has been handled by now
+    expect()(page.locator("#chat [data-testid='bot']")).to_have_count(1)
+    expect()(page.locator("#status")).to_contain_text("Answered with")
+    page.click("#ask")  # the box is empty now
+    page.wait_for_timeout(1000)
+    expect()(page.locator("#status")).to_contain_text("Answered with")
+
+
+def test_filters_that_exclude_everything_are_named_and_old_sources_are_cleared(sized_page):
+    """Defect 3."""
+    page = sized_page
+    ask(page, NUCLEAR_Q, wait_for="#chat a[href='#src-1-1']")
+    page.get_by_text("Filters and options").click()
+    page.locator("#kind-filter").get_by_label("guidelines").check()
+    page.locator("#year-filter").get_by_label("2024").check()
+    ask(page, LIABILITY_Q, wait_for="#sources section[data-turn='2']")
+    answer = page.locator("#chat [data-testid='bot']").last
+    expect()(answer).to_contain_text("Searched only: guidelines, 2024")
+    expect()(answer).to_contain_text("Not found in the corpus.")
+    latest = page.locator("#sources > div section, #sources section").first
+    expect()(latest).to_contain_text("No passage matched the active filters")
+    expect()(page.locator("#src-1-1")).not_to_be_visible()  # the previous answer's card is folded away
+
+
+def test_enter_sends_and_shift_enter_starts_a_new_line(page):
+    """Defect 4."""
+    box_ = page.locator("#question textarea")
+    box_.fill("Who is liable for damage")
+    box_.press("Shift+Enter")
+    box_.type("caused by a space object on the ground?")
+    assert box_.input_value() == "Who is liable for damage\ncaused by a space object on the ground?"
+    page.wait_for_timeout(500)
+    expect()(page.locator("#chat [data-testid='bot']")).to_have_count(0)
+    box_.press("Enter")
+    page.wait_for_selector("#chat a[href='#src-1-1']", timeout=ANSWER_TIMEOUT_MS)
+    expect()(box_).to_have_value("")
+    expect()(page.locator("#question")).to_contain_text("Enter sends; Shift+Enter starts a new line.")
+
+
+def test_passages_number_box_keeps_to_its_range(page):
+    """Defect 5: typing 0 in the slider's number box (range 1-10) was accepted."""
+    page.get_by_text("Filters and options").click()
+    number = page.locator("#passages input[type='number']")
+    number.fill("0")
+    expect()(number).to_have_value("1")
+    number.fill("25")
+    expect()(number).to_have_value("10")
+    number.fill("3")
+    expect()(number).to_have_value("3")
+
+
+def test_abstention_reads_as_sentences(page):
+    """Defect 6."""
+    ask(page, "What is the capital of France?", wait_for="#sources section[data-turn='1']")
+    text = normalised(page.locator("#chat [data-testid='bot']").last.inner_text())
+    assert text.startswith("Not found in the corpus. ")
+    assert not re.search(r"\. [a-z]", text), text
+
+
+def test_no_raw_markdown_headings_in_cards_or_documents(page):
+    """Defect 7: "## Article 11" and "### Background" showed as typed."""
+    ask(page, "Can a country claim the Moon?", wait_for="#chat a[href='#src-1-1']")
+    assert "#" not in page.locator("#sources").inner_text()
+    expect()(page.locator("#src-1-1 .passage .heading").first).to_be_visible()
+    open_document(page, "LTS Guidelines (2019)")
+    view = page.locator("#doc-view")
+    expect()(view.locator(".doc-section").first).to_be_attached(timeout=5000)
+    assert "##" not in view.inner_text() and "Background" in view.inner_text()
+
+
+def platform_fonts(page, selector: str) -> list[dict]:
+    """The fonts Chromium really used to draw an element's text (DevTools protocol)."""
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("DOM.enable")
+    cdp.send("CSS.enable")
+    root = cdp.send("DOM.getDocument", {"depth": -1})["root"]["nodeId"]
+    node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
+    assert node, selector
+    return cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]
+
+
+def test_bold_text_is_drawn_with_one_real_bold_face_and_no_font_is_fetched(page, ui_server):
+    """Defect 8: "Moon Agreement" and "Build briefing" mixed two fonts (the bundled one had no
+    bold); offline, nothing may come from a font CDN."""
+    requests = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.reload()
+    page.wait_for_selector("#question textarea")
+    ask(page, "Can a country claim the Moon?", wait_for="#chat a[href='#src-1-1']")
+    def check(selector: str) -> None:
+        fonts = platform_fonts(page, selector)
+        assert len({f["familyName"] for f in fonts}) == 1, (selector, fonts)
+        assert all("Bold" in f["postScriptName"] for f in fonts), (selector, fonts)
+
+    for selector in ("#src-1-1 .source-head b", "#ask", "#sources h4"):
+        check(selector)
+    page.get_by_role("tab", name="Briefing").click()
+    page.wait_for_selector("#brief-build")
+    check("#brief-build")
+    local = f"http://127.0.0.1:{ui_server.port}/"
+    assert all(url.startswith((local, "data:", "blob:")) for url in requests), \
+        [u for u in requests if not u.startswith(local)]
+
+
+def test_full_section_only_when_it_adds_text(page):
+    """Defect 9: "Full section" repeated the passage when the section is one passage."""
+    ask(page, LIABILITY_Q, wait_for="#chat a[href='#src-1-1']")
+    cards = page.locator("#sources .source")
+    for i in range(cards.count()):
+        card = cards.nth(i)
+        if card.locator("details").count():
+            card.locator("summary").click()
+            passage = normalised(card.locator(":scope > .passage").inner_text())
+            full = normalised(card.locator("details .passage").inner_text())
+            assert full != passage and passage in full
+    assert cards.count() > card.page.locator("#sources .source details").count() or cards.count() == 0
+
+
+def test_source_urls_in_documents_are_links(page):
+    """Defect 10."""
+    open_document(page, "Outer Space Treaty (1967)")
+    links = page.locator("#doc-view .doc-meta a[href^='https://']")
+    expect()(links.first).to_be_visible(timeout=5000)
+    assert links.first.get_attribute("target") == "_blank"
+    assert "noopener" in links.first.get_attribute("rel")
+    assert links.first.inner_text() == links.first.get_attribute("href")
+
+
+def test_no_single_option_radio_and_no_empty_file_boxes(sized_page):
+    """Defect 12: "Answer mode" offered one choice; the empty "Conversation briefing" file box
+    looked like an upload area."""
+    page = sized_page
+    page.get_by_text("Filters and options").click()
+    expect()(page.locator("#passages")).to_be_visible()
+    expect()(page.locator("#mode")).not_to_be_visible()
+    expect()(page.locator("#download")).not_to_be_visible()
+    expect()(page.locator("input[type='file']")).to_have_count(0)
+    page.get_by_role("tab", name="Briefing").click()
+    expect()(page.locator("#brief-build")).to_be_visible()
+    expect()(page.locator("#brief-files")).not_to_be_visible()
+    assert page.get_by_text("Drop File Here").count() == 0
+    # on a phone the preset list and the question box stack rather than squeeze
+    assert page.locator("#brief-preset").bounding_box()["width"] >= 280
+
+
+def test_search_tab_lists_highlighted_excerpts_and_copies_a_formal_citation(sized_page, ui_server, shots):
+    page = sized_page
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=ui_server.url.rstrip("/"))
+    page.get_by_role("tab", name="Search").click()
+    page.fill("#search-query textarea", "nuclear weapons in orbit")
+    page.press("#search-query textarea", "Enter")
+    first = page.locator("#search-results .excerpt").first
+    expect()(first).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+    expect()(first.locator(".source-head b")).to_have_text("Outer Space Treaty (1967), art. IV(1)")
+    marks = {m.lower() for m in first.locator("mark").all_inner_texts()}
+    assert {"nuclear", "weapons", "orbit"} <= marks
+    first.locator("button.copy-citation").click()
+    expect()(first.locator("button.copy-citation")).to_have_text("Copied")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied.startswith("Outer Space Treaty (1967), art. IV(1): \u201cStates Parties to the Treaty undertake")
+    assert copied.endswith("\u201d")
+    shots(page, f"search-{page.viewport_size['width']}.png")

@@ -9,12 +9,13 @@ import re
 import tempfile
 from pathlib import Path
 
+import gradio as gr
 import pytest
 
 from rag.citations import Answer
 from ui.feedback import FeedbackLog
 from ui.handlers import ERROR_MESSAGE, Handlers
-from ui.render import escape_markdown, section_anchor
+from ui.render import answer_markdown, escape_markdown, section_anchor
 
 pytestmark = pytest.mark.slow
 
@@ -118,7 +119,7 @@ def test_follow_up_passes_the_earlier_turns_as_history(handlers, monkeypatch):
         return real_ask(question, **kwargs)
 
     monkeypatch.setattr(handlers.engine, "ask", spy)
-    second = ask(handlers, "Who pays the expenses?", first["chat"], first["answers"])
+    second = ask(handlers, "Who pays the expenses of returning them?", first["chat"], first["answers"])
     assert seen["history"] == [{"role": "user", "content": ASTRONAUTS_Q},
                                {"role": "assistant", "content": first["answers"][0].text}]
     assert "rescue-agreement-1968" in cited_docs(second["answers"][-1])
@@ -150,9 +151,9 @@ def test_kind_and_year_filters_restrict_citations(handlers, ui_engine):
     assert listed_docs(by_year) and {years[d] for d in listed_docs(by_year)} == {1968}
 
 
-@pytest.mark.parametrize("question", ["", "   \n ", "x" * 2001, "What is\x00 Article IV?",
+@pytest.mark.parametrize("question", ["x" * 2001, "What is\x00 Article IV?",
                                       "Article \x1b[31mIV\x1b[0m?", "bell\x07"], ids=[
-    "empty", "blank", "2001-chars", "nul", "ansi-escape", "bell"])
+    "2001-chars", "nul", "ansi-escape", "bell"])
 def test_invalid_question_is_a_warning_and_changes_nothing(handlers, rescue_turn, question):
     chat, answers = copy.deepcopy(rescue_turn["chat"]), list(rescue_turn["answers"])
     out = ask(handlers, question, chat, answers)
@@ -163,6 +164,21 @@ def test_invalid_question_is_a_warning_and_changes_nothing(handlers, rescue_turn
     assert out["sources"] == rescue_turn["sources"]
     assert out["question"] == question  # kept, to be corrected
     assert out["markdown"] == ""
+
+
+@pytest.mark.parametrize("question", ["", "   \n "], ids=["empty", "blank"])
+def test_empty_question_before_any_answer_is_a_warning(handlers, question):
+    out = ask(handlers, question)
+    assert out["status"].startswith("⚠️") and out["chat"] == [] and out["answers"] == []
+
+
+@pytest.mark.parametrize("question", ["", "   \n "], ids=["empty", "blank"])
+def test_empty_question_after_an_answer_changes_nothing(handlers, rescue_turn, question):
+    """Defect 2: a second quick click on Ask (the box is empty by then) replaced the answer's
+    status with "The question is empty"."""
+    out = handlers.ask(question, rescue_turn["chat"], rescue_turn["answers"], None, None, None,
+                       "extractive", 5)
+    assert all(value == gr.skip() for value in out)
 
 
 def test_too_long_question_says_how_long(handlers):
@@ -247,9 +263,10 @@ def test_ask_stream_with_an_unavailable_mode_is_a_warning(handlers):
 # clear, sources
 # --------------------------------------------------------------------------------------
 def test_clear_resets_everything(handlers):
-    chat, sources, status, answers, question, markdown = handlers.clear()
+    chat, sources, status, answers, question, markdown, download = handlers.clear()
     assert chat == [] and answers == [] and status == "" and question == "" and markdown == ""
     assert sources == handlers.sources([]) and "src-" not in sources
+    assert download.visible is False and download.value is None  # the old export goes too
 
 
 # --------------------------------------------------------------------------------------
@@ -300,7 +317,9 @@ def test_vote_without_answers_is_refused(handlers):
 # --------------------------------------------------------------------------------------
 def test_export_writes_the_conversation_as_markdown(handlers, rescue_turn, ui_engine):
     second = ask(handlers, LIABILITY_Q, rescue_turn["chat"], rescue_turn["answers"])
-    path = Path(handlers.export(second["answers"]))
+    exported, status = handlers.export(second["answers"])
+    assert status.startswith("Exported 2 answer(s)")
+    path = Path(exported)
     assert path.is_file() and path.suffix == ".md"
     text = path.read_text(encoding="utf-8")
     assert text.startswith("# Space-security briefing")
@@ -312,12 +331,13 @@ def test_export_writes_the_conversation_as_markdown(handlers, rescue_turn, ui_en
             assert c.quote in text
 
 
-def test_export_of_an_empty_conversation_is_nothing(handlers):
-    assert handlers.export([]) is None
+def test_export_of_an_empty_conversation_says_so(handlers):
+    """Defect 2: exporting nothing did nothing and said nothing."""
+    assert handlers.export([]) == (None, "⚠️ Nothing to export yet: ask a question first.")
 
 
 def test_exports_of_two_sessions_do_not_overwrite_each_other(handlers, rescue_turn):
-    mine = handlers.export(rescue_turn["answers"])
+    mine = handlers.export(rescue_turn["answers"])[0]
     my_text = Path(mine).read_text(encoding="utf-8")
     other = ask(handlers, OFF_TOPIC_Q)  # another session, also one answer long
     handlers.export(other["answers"])
@@ -369,3 +389,94 @@ def test_document_shows_the_text_and_its_sections(handlers):
 @pytest.mark.parametrize("doc_id", [None, "", "no-such-document", "../corpus/manifest"])
 def test_unknown_document_asks_to_choose_one(handlers, doc_id):
     assert handlers.document(doc_id) == ("<p>Choose a document.</p>", [])
+
+
+# --------------------------------------------------------------------------------------
+# filters named, stale sources cleared, chips, weak answers, LLM drafts
+# --------------------------------------------------------------------------------------
+def test_filters_that_exclude_everything_are_named_and_old_sources_go(handlers, rescue_turn):
+    """Defect 3: "Not found in the corpus" without naming the filters, and the previous
+    answer's cards left on top of the Sources panel."""
+    out = ask(handlers, LIABILITY_Q, rescue_turn["chat"], rescue_turn["answers"],
+              kinds=["guidelines"], years=["2024"])
+    answer = out["answers"][-1]
+    assert answer.abstained and not answer.related
+    message = out["chat"][-1]["content"]
+    assert message.index("Searched only: guidelines, 2024") < message.index("Not found in the corpus")
+    latest = out["sources"].split('<details class="earlier">')[0]
+    assert 'data-turn="2"' in latest and "No passage matched the active filters" in latest
+    assert "Rescue Agreement" not in latest  # the first answer's cards are folded away, not on top
+
+
+def test_document_filter_is_named_by_its_title(handlers):
+    out = ask(handlers, LIABILITY_Q, doc_ids=["liability-convention-1972"])
+    assert "Searched only: Liability Convention" in out["chat"][-1]["content"]
+
+
+def test_abstention_from_the_engine_reads_as_sentences(handlers):
+    """Defect 6, at its source: the reason after "Not found in the corpus:" starts with a capital."""
+    answer = ask(handlers, OFF_TOPIC_Q)["answers"][0]
+    reason = answer.text.removeprefix("Not found in the corpus: ")
+    assert reason[0].isupper(), answer.text
+
+
+def test_answers_carry_chips_with_formal_citations(rescue_turn):
+    message = rescue_turn["chat"][1]["content"]
+    chips = re.findall(r'<a class="chip" href="#src-1-(\d+)">(.*?)</a>', message)
+    answer = rescue_turn["answers"][0]
+    assert [int(n) for n, _ in chips] == [c.n for c in answer.citations]
+    assert all(re.search(r"\(\d{4}\), art\. \d+", label) for _, label in chips), chips
+    assert 'id="src-1-1"' in rescue_turn["sources"]
+
+
+def test_weak_match_marker_follows_the_settings_threshold(handlers, monkeypatch):
+    answer = handlers.engine.ask(LIABILITY_Q)
+    threshold = {"weak_answer_confidence": answer.confidence + 0.01}
+    monkeypatch.setattr(handlers.engine, "settings", handlers.engine.settings.model_copy(update=threshold))
+    weak = ask(handlers, LIABILITY_Q)
+    assert "Weak match" in weak["chat"][-1]["content"]
+    assert weak["status"].endswith("Weak match: read the sources before relying on it.")
+    threshold = {"weak_answer_confidence": answer.confidence - 0.01}
+    monkeypatch.setattr(handlers.engine, "settings", handlers.engine.settings.model_copy(update=threshold))
+    assert "Weak match" not in ask(handlers, LIABILITY_Q)["chat"][-1]["content"]
+
+
+def test_search_handler_returns_excerpts_and_names_filters(handlers):
+    page, status = handlers.search("nuclear weapons in orbit", None, ["treaty"], None, 3)
+    assert "Outer Space Treaty (1967), art. IV(1)" in page and "<mark>nuclear</mark>" in page
+    assert status == "3 excerpt(s). Searched only: treaty."
+    page, status = handlers.search("", None, None, None, 3)
+    assert page == "" and status.startswith("⚠️")
+
+
+def test_llm_draft_is_shown_as_a_draft_and_replaced_by_the_checked_answer(ui_engine, tmp_path, monkeypatch):
+    """Issue 16: while the model streams, its unchecked text was shown as if it were the answer."""
+    import dataclasses
+
+    from fake_openai_server import FakeOpenAIServer, Reply
+
+    from rag.llm import make_chat_model
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    reply = ("States Parties undertake not to place nuclear weapons in orbit around the Earth [1]. "
+             "Visit https://evil.example for the full text [1].")
+    with FakeOpenAIServer(Reply(reply)) as server:
+        settings = ui_engine.settings.model_copy(update={
+            "llm_provider": "openai", "llm_base_url": server.base_url, "llm_model": "fake", "llm_timeout_s": 10})
+        engine = dataclasses.replace(ui_engine, settings=settings, chat_model=make_chat_model(settings))
+        h = Handlers(engine, FeedbackLog(tmp_path / "feedback.jsonl"))
+        outputs = list(h.ask_stream("What does the Outer Space Treaty say about nuclear weapons in orbit?",
+                                    [], [], None, None, None, "llm", 5))
+    drafts, final = outputs[:-1], outputs[-1]
+    assert drafts, "the reply was not streamed"
+    for chat, *_rest in drafts:
+        message = chat[-1]
+        assert message["metadata"] == {"title": "Draft, checking citations…", "status": "pending"}
+        assert "](#src-" not in message["content"]  # a draft has no citation links yet
+        assert _rest[1].startswith("Writing the answer")
+    assert "evil\\.example" in drafts[-1][0][-1]["content"]  # the unchecked text, while it is a draft
+    chat, _sources, status, answers, _question, _markdown = final
+    assert "metadata" not in chat[-1] and len(chat) == 2
+    assert status.startswith("Answered with") or "language model failed" in chat[-1]["content"]
+    assert chat[-1]["content"] == answer_markdown(answers[-1], 1, h.labels(answers[-1]), "",
+                                                  settings.weak_answer_confidence)

@@ -18,13 +18,18 @@ from markdown_it import MarkdownIt
 from rag.chunking import Chunk
 from rag.citations import Answer, Citation
 from rag.corpus import DocumentInfo
+from rag.excerpts import Excerpt
 from ui.render import (
     answer_markdown,
     conversation_markdown,
+    describe_filters,
     document_html,
     escape_markdown,
+    excerpts_html,
+    passage_html,
     section_anchor,
     sources_html,
+    sources_panel,
 )
 
 MD = MarkdownIt("commonmark")  # html=True: raw HTML in the source would pass through
@@ -204,7 +209,12 @@ def test_notice_is_appended_escaped():
 # --------------------------------------------------------------------------------------
 # sources_html
 # --------------------------------------------------------------------------------------
-ALLOWED_SOURCE_TAGS = {"section", "h4", "div", "span", "b", "mark", "details", "summary", "pre"}
+ALLOWED_SOURCE_TAGS = {"section", "h4", "div", "span", "b", "mark", "details", "summary", "p"}
+
+
+def shown(fragment: str) -> str:
+    """The text a reader sees in a rendered passage."""
+    return html.unescape(re.sub(r"<[^>]+>", "", fragment))
 
 
 def test_sources_html_highlights_exactly_the_quote():
@@ -214,7 +224,9 @@ def test_sources_html_highlights_exactly_the_quote():
     assert html.unescape(marks[0]) == QUOTE
     assert html.unescape(marks[1]) == SECOND_QUOTE
     first = re.search(r'<div class="passage">(.*?)</div>', page, flags=re.DOTALL).group(1)
-    assert html.unescape(re.sub(r"</?mark>", "", first)) == PASSAGE  # the whole passage, once
+    # the whole passage, once; its Markdown heading shown as a heading, without the "##"
+    assert shown(first) == PASSAGE.replace("## ", "", 1)
+    assert '<span class="heading">Article IX</span>' in first
 
 
 def test_sources_html_escapes_passage_html():
@@ -243,9 +255,17 @@ def test_sources_html_full_section_is_escaped():
     page = sources_html(answer(), turn=1, sections={"outer-space-treaty-1967/article-ix/1": full})
     parsed = Parsed(page)
     assert "img" not in parsed.tag_names
-    pre = re.findall(r"<pre>(.*?)</pre>", page, flags=re.DOTALL)
-    assert html.unescape(pre[0]) == full
-    assert html.unescape(pre[1]) == SECOND_PASSAGE  # no section given: the passage itself
+    sections = re.findall(r"<details><summary>Full section</summary>(.*?)</details>", page, flags=re.DOTALL)
+    assert [shown(x) for x in sections] == [full.replace("## ", "", 1)]
+
+
+def test_full_section_is_offered_only_when_it_adds_text():
+    """Defect 9: a section of one chunk would repeat the passage under "Full section"."""
+    same = sources_html(answer(), turn=1, sections={"outer-space-treaty-1967/article-ix/1": PASSAGE})
+    assert "Full section" not in same
+    longer = sources_html(answer(), turn=1,
+                          sections={"outer-space-treaty-1967/article-ix/1": PASSAGE + "\n\nA second part."})
+    assert same.count("<details>") == 0 and longer.count("<details>") == 1
 
 
 def test_sources_html_for_an_abstention_lists_related_passages_unhighlighted():
@@ -259,9 +279,23 @@ def test_sources_html_for_an_abstention_lists_related_passages_unhighlighted():
     assert "<b>France</b>" not in page
 
 
-def test_sources_html_without_citations_is_empty():
+def test_sources_html_without_passages_says_so_and_names_the_filters():
+    """Defect 3: an answer with nothing to list gets its own (empty) entry, so the previous
+    answer's cards are not taken for its sources."""
     empty = Answer(question="q", text="Not found in the corpus: x.", citations=[], abstained=True)
-    assert sources_html(empty, 1, {}) == ""
+    page = sources_html(empty, 2, {}, filters="Searched only: guidelines, 2024")
+    assert 'data-turn="2"' in page and "No passage matched the active filters" in page
+    assert "Searched only: guidelines, 2024" in page and 'class="source"' not in page
+
+
+def test_sources_panel_shows_the_latest_answer_and_folds_the_earlier_ones():
+    first = sources_html(answer(question="First?"), 1, {})
+    second = sources_html(answer(question="Second?"), 2, {})
+    panel = sources_panel([first, second])
+    assert panel.index('data-turn="2"') < panel.index("<details class=\"earlier\">") < panel.index('data-turn="1"')
+    assert "Sources of earlier answers (1)" in panel
+    assert "Answer 2" in second and "Answer 1" in first  # each turn labelled with its number
+    assert "appear here" in sources_panel([])
 
 
 # --------------------------------------------------------------------------------------
@@ -278,10 +312,12 @@ def test_document_html_escapes_and_anchors_sections():
                     "Article <1>", "", 0, 10, "continued", part=2)]
     page = document_html(doc, chunks)
     parsed = Parsed(page)
-    assert parsed.tag_names <= {"h3", "table", "tr", "th", "td", "div", "h4", "pre"}
+    assert parsed.tag_names <= {"h3", "table", "tr", "th", "td", "div", "h4", "a", "span"}
     assert "<script>" not in page and "<img" not in page and "<b>" not in page
-    for literal in (doc.title, doc.source, doc.licence_note, text, "Article <1> (part 2)"):
+    for literal in (doc.title, doc.source, doc.licence_note, text.split("\n\n")[1], "Article <1> (part 2)"):
         assert literal in parsed.text
+    assert "##" not in parsed.text  # the section's heading is the h4, not a raw Markdown line
+    assert [a["href"] for a in parsed.all("a")] == ["https://x.example/?a=1&b="]
     ids = [a["id"] for t, a in parsed.tags if "id" in a]
     assert ids == ["sec-evil-doc-article-1-1", "sec-evil-doc-article-1-2"]
     assert section_anchor("Outer-Space-Treaty-1967/Article-IV/1") == "sec-outer-space-treaty-1967-article-iv-1"
@@ -312,3 +348,68 @@ def test_escape_markdown_keeps_multiline_questions_literal(text):
     out = rendered(escape_markdown(text))
     assert out.tag_names <= {"p", "br"}, MD.render(escape_markdown(text))
     assert out.text.split() == text.split()
+
+
+# --------------------------------------------------------------------------------------
+# What users of answer engines expect: filters named, weak answers flagged, source chips
+# --------------------------------------------------------------------------------------
+def test_abstention_reason_starts_a_sentence_with_a_capital():
+    """Defect 6: "Not found in the corpus. no passage gives..." read as a typo."""
+    md = answer_markdown(abstained_answer(), turn=1)
+    assert "**Not found in the corpus.** The question seems" in md
+
+
+def test_active_filters_are_named_above_the_answer():
+    filters = describe_filters(["LTS Guidelines"], ["guidelines"], ["2024"])
+    assert filters == "Searched only: LTS Guidelines, guidelines, 2024"
+    md = answer_markdown(abstained_answer(), turn=1, filters=filters)
+    assert md.index("Searched only: LTS Guidelines, guidelines, 2024") < md.index("Not found")
+    assert describe_filters() == "" and "Searched only" not in answer_markdown(answer(), turn=1)
+
+
+@pytest.mark.parametrize("confidence, partial, flag", [(0.2, False, "Weak match"), (0.9, True, "Partial answer"),
+                                                      (0.9, False, None)])
+def test_weak_and_partial_answers_are_flagged_with_what_the_number_means(confidence, partial, flag):
+    md = answer_markdown(answer(confidence=confidence, partial=partial), turn=1, weak_below=0.5)
+    spans = Parsed(MD.render(md)).all("span")
+    flags = [a for a in spans if a.get("class") == "strength"]
+    if flag is None:
+        assert not flags
+        return
+    assert flag in md and len(flags) == 1
+    assert f"Confidence {confidence:.2f}" in flags[0]["title"] and "from 0 to 1" in flags[0]["title"]
+
+
+def test_abstentions_are_not_flagged_as_weak():
+    assert "strength" not in answer_markdown(abstained_answer(), turn=1, weak_below=0.5)
+
+
+def test_source_chips_under_the_answer_open_its_cards():
+    labels = {1: "Outer Space Treaty (1967), art. IX", 2: "Outer Space Treaty (1967), art. IV(1)"}
+    md = answer_markdown(answer(), turn=2, labels=labels)
+    chips = [a for a in Parsed(MD.render(md)).all("a") if a.get("class") == "chip"]
+    assert [c["href"] for c in chips] == ["#src-2-1", "#src-2-2"]
+    assert "2 · Outer Space Treaty (1967), art. IV(1)" in md
+
+
+def test_passage_html_marks_spans_and_renders_headings_without_their_marks():
+    text = "## Article 11\n\n### Background\nThe moon <b>is</b> not subject to appropriation."
+    start = text.index("moon")
+    page = passage_html(text, [(start, start + 4), (text.index("appropriation"), len(text) - 1)])
+    assert "#" not in shown(page) and '<span class="heading">Article 11</span>' in page
+    assert '<span class="heading">Background</span>' in page
+    assert re.findall(r"<mark>(.*?)</mark>", page) == ["moon", "appropriation"]
+    assert "&lt;b&gt;is&lt;/b&gt;" in page
+
+
+def test_excerpts_html_highlights_matches_and_carries_the_citation_to_copy():
+    text = "States shall not place <nuclear> weapons in orbit."
+    excerpt = Excerpt(1, "ost/article-iv/1", "ost", "Outer Space Treaty (1967), art. IV(1)", text, 0, 0.91,
+                      [(text.index("nuclear"), text.index("nuclear") + 7), (text.index("orbit"), len(text) - 1)])
+    page = excerpts_html([excerpt], "nuclear <orbit>")
+    parsed = Parsed(page)
+    assert re.findall(r"<mark>(.*?)</mark>", page) == ["nuclear", "orbit"]
+    button = parsed.all("button")[0]
+    assert button["data-copy"] == f"Outer Space Treaty (1967), art. IV(1): \u201c{text}\u201d"
+    assert "nuclear <orbit>" in parsed.text and "<orbit>" not in page
+    assert "No passage matches" in excerpts_html([], "x")

@@ -60,7 +60,7 @@ def source_labels(sources_html: str, turn: int) -> list[str]:
 def test_ask_endpoint_signature(client):
     api = client.view_api(print_info=False, return_format="dict")
     endpoints = api["named_endpoints"]
-    assert {"/ask", "/clear", "/export", "/document"} <= set(endpoints)
+    assert {"/ask", "/clear", "/export", "/document", "/search", "/search_excerpts", "/cited_answer"} <= set(endpoints)
     assert [p["parameter_name"] for p in endpoints["/ask"]["parameters"]] == ASK_PARAMETERS
     assert len(endpoints["/ask"]["returns"]) == 5  # the answers state stays on the server
 
@@ -134,8 +134,9 @@ def test_invalid_question_is_a_warning(client):
 
 def test_export_and_document_endpoints(client):
     ask(client, RESCUE_Q)
-    path = client.predict(api_name="/export")
-    text = Path(path).read_text(encoding="utf-8")
+    button, status = client.predict(api_name="/export")
+    assert status.startswith("Exported 1 answer(s)") and button["visible"] is True
+    text = Path(button["value"]).read_text(encoding="utf-8")
     assert f"## 1. {RESCUE_Q}" in text and "References:" in text
     page, _sections = client.predict("outer-space-treaty-1967", api_name="/document")
     assert "Article IV" in page and 'id="sec-outer-space-treaty-1967-article-iv-1"' in page
@@ -204,3 +205,37 @@ def test_serve_help_and_source_default_to_loopback_without_sharing():
     assert ast.unparse(keywords["server_name"]) == "host or settings.host"
     assert isinstance(keywords.get("show_error"), ast.Constant) and keywords["show_error"].value is False
     assert ast.unparse(keywords["allowed_paths"]) == "[]"
+
+
+# --------------------------------------------------------------------------------------
+# Uploads and other sites (issue 16): the app takes no files and no writes from other origins
+# --------------------------------------------------------------------------------------
+def gradio_temp_files(ui_server) -> list[Path]:
+    folder = ui_server.log_path.parent / "gradio-tmp"
+    return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
+
+
+@pytest.mark.parametrize("origin", [None, "http://evil.example"], ids=["no-origin", "evil-origin"])
+def test_uploads_are_refused_and_nothing_is_stored(ui_server, origin):
+    before = set(gradio_temp_files(ui_server))
+    headers = {"Origin": origin} if origin else {}
+    payload = b"A" * (10 * 1024 * 1024)
+    with httpx.Client(timeout=30) as http:
+        for path in ("/gradio_api/upload", "/gradio_api/upload/", "/upload"):
+            response = http.post(ui_server.url.rstrip("/") + path, headers=headers,
+                                 files={"files": ("big.txt", payload, "text/plain")})
+            assert response.status_code == 403, (path, response.status_code, response.text[:200])
+            assert "no file uploads" in response.text
+    assert set(gradio_temp_files(ui_server)) == before
+
+
+def test_writes_from_another_origin_are_refused(ui_server):
+    base = ui_server.url.rstrip("/")
+    body = {"data": ["Who is liable?", [], [], [], [], "extractive", 5], "fn_index": 0, "session_hash": "x1"}
+    with httpx.Client(timeout=10) as http:
+        refused = http.post(f"{base}/gradio_api/queue/join", json=body, headers={"Origin": "http://evil.example"})
+        assert refused.status_code == 403 and "other sites" in refused.text
+        same = http.post(f"{base}/gradio_api/queue/join", json=body,
+                         headers={"Origin": f"http://127.0.0.1:{ui_server.port}"})
+        assert same.status_code == 200, same.text[:300]
+        assert http.get(f"{base}/config", headers={"Origin": "http://evil.example"}).status_code == 200

@@ -1,0 +1,135 @@
+"""`spacesec tune`: train what the engine learns from questions, and swap it into place.
+
+Runs when the corpus or the questions change, not at set-up: the result is committed.
+Documents without training questions are left out of the training softmax, so the model is
+never taught to steer away from them (a document a user adds keeps, or improves on, the
+search quality of the installed model).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rag.engine import Engine
+from rag.learn.model_store import QUERY_LORA, TunedModel, base_model_digest, write_tuned_model
+from rag.learn.query_model import QueryTraining, save_lora, train_query_model, training_examples
+from rag.learn.questions import Question, QuestionFileError, load_questions
+from rag.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TuneReport:
+    model: TunedModel
+    questions: int
+    examples: int
+    documents: int
+    seconds: float
+
+
+def questions_digest(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()
+
+
+def gather_questions(settings: Settings, extra: list[Path], known_docs: set[str]) -> list[Question]:
+    """The project's question set plus a user's, checked against the corpus."""
+    questions: list[Question] = []
+    for path in [settings.questions_path, *extra]:
+        batch = load_questions(path)
+        unknown = sorted({q.doc for q in batch if q.answerable and q.doc not in known_docs})
+        if unknown:
+            raise QuestionFileError(f"{path}: questions about {', '.join(unknown)}, which the corpus "
+                                    "does not hold; add the document first ('spacesec add').")
+        questions.extend(batch)
+    ids = [q.id for q in questions]
+    if len(set(ids)) != len(ids):
+        duplicate = next(i for i in ids if ids.count(i) > 1)
+        raise QuestionFileError(f"the question id {duplicate!r} is used by two question files; rename one.")
+    return questions
+
+
+@contextmanager
+def _tune_lock(folder: Path) -> Iterator[None]:
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError("another 'spacesec tune' is running; wait for it to finish.") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def train_query_encoder(engine: Engine, questions: list[Question], config: QueryTraining,
+                        progress: bool = False):
+    """LoRA-train the query encoder against the chunks and sentences of the documents the
+    questions cover (and only those)."""
+    index = engine.index
+    covered = {q.doc for q in questions if q.answerable}
+    keep = np.array([c.doc_id in covered for c in index.chunks])
+    owners = index.sentences[:, 0].astype(np.int64)
+    keep_sentence = keep[owners]
+    chunk_rows = np.cumsum(keep) - 1  # old chunk number -> row among the kept ones
+    chunks = [c for c, k in zip(index.chunks, keep, strict=True) if k]
+    spans = index.sentences[keep_sentence].copy()
+    spans[:, 0] = chunk_rows[spans[:, 0]]
+    texts = [chunks[c].text[a:b] for c, a, b in spans]
+
+    def forms(question: str) -> list[str]:  # the strings the engine embeds for a question
+        return [engine.catalogue.without_names(question), question]
+
+    examples = training_examples(questions, [c.text for c in chunks], texts, spans[:, 0], forms)
+    model = train_query_model(engine.settings.embedder, examples, np.asarray(index.vectors)[keep],
+                              np.asarray(index.sentence_vectors)[keep_sentence], config, progress)
+    return model, examples, sorted(covered)
+
+
+def tune(settings: Settings, extra: list[Path] | None = None, config: QueryTraining | None = None,
+         progress: bool = False) -> TuneReport:
+    """Train on the question set (and ``extra`` question files) and install the result in
+    ``settings.tuned_model_dir``."""
+    started = time.perf_counter()
+    config = config or QueryTraining()
+    extra = list(extra or [])
+    engine = Engine.load(settings)
+    corpus_docs = {d.doc_id for d in engine.corpus.documents}
+    questions = gather_questions(settings, extra, corpus_docs)
+    target = settings.tuned_model_dir
+    with _tune_lock(target):
+        staged = target.parent / f".{target.name}-new-{os.getpid()}"
+        shutil.rmtree(staged, ignore_errors=True)
+        staged.mkdir(parents=True)
+        try:
+            model, examples, documents = train_query_encoder(engine, questions, config, progress)
+            save_lora(model, staged / QUERY_LORA)
+            checksums = engine.corpus.checksums()
+            manifest = {
+                "base_model": settings.embedder,
+                "base_model_sha256": base_model_digest(settings.embedder),
+                "questions_sha256": questions_digest([settings.questions_path, *extra]),
+                "documents": {d: checksums[d] for d in documents},
+                "query_training": asdict(config),
+                "trained_on": {"questions": len(questions), "examples": len(examples)},
+            }
+            installed = write_tuned_model(staged, target, manifest)
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+    return TuneReport(installed, len(questions), len(examples), len(documents),
+                      time.perf_counter() - started)

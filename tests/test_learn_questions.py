@@ -1,0 +1,79 @@
+"""The training question set: validation with line numbers, and splits that never share a provision."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import ROOT
+
+from rag.learn.questions import (
+    QuestionFileError,
+    load_questions,
+    split_by_document,
+    split_by_provision,
+)
+
+QUESTIONS = ROOT / "training" / "questions.jsonl"
+
+
+@pytest.fixture(scope="module")
+def questions():
+    return load_questions(QUESTIONS)
+
+
+def test_the_shipped_set_loads_whole(questions):
+    assert len(questions) == 3384
+    assert sum(not q.answerable for q in questions) == 384
+
+
+def test_provision_split_keeps_each_provision_on_one_side(questions):
+    train, held_out = split_by_provision(questions)
+    assert not {q.provision for q in train} & {q.provision for q in held_out}
+    share = len({q.provision for q in held_out}) / len({q.provision for q in questions})
+    assert 0.10 < share < 0.20
+    assert split_by_provision(questions) == (train, held_out)  # deterministic
+    assert split_by_provision(questions, seed=1) != (train, held_out)
+
+
+def test_provision_split_is_stable_when_questions_are_added(questions):
+    _, held_out = split_by_provision(questions)
+    _, held_out_of_fewer = split_by_provision(questions[::2])
+    assert set(held_out_of_fewer) <= set(held_out)
+
+
+def test_document_split_holds_out_the_document_and_its_near_misses(questions):
+    doc = "liability-convention-1972"
+    train, held_out = split_by_document(questions, doc)
+    assert held_out and all(q.document == doc for q in held_out)
+    assert not any(q.document == doc for q in train)
+    assert any(not q.answerable for q in held_out)
+
+
+def _write(tmp_path, rows):
+    path = tmp_path / "qa.jsonl"
+    path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    return path
+
+
+GOOD = {"id": "u1", "style": "plain", "question": "Who registers satellites?", "answerable": True,
+        "doc": "registration-convention-1975", "quote": "shall register the space object"}
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("not json", "line 2: not a JSON object"),
+    ([1, 2], "line 2: not a JSON object"),
+    ({**GOOD, "id": "u2", "answerable": "false"}, "line 2: 'answerable' must be true or false"),
+    ({**GOOD, "id": "u2", "quote": ""}, "line 2: an answerable question needs 'quote'"),
+    ({**GOOD, "id": "u2", "style": "chatty"}, "line 2: unknown style 'chatty'"),
+    ({**GOOD, "id": "u2", "question": "  "}, "line 2: 'question' must be a non-empty string"),
+    (GOOD, "line 2: the id 'u1' is used twice"),
+])
+def test_bad_lines_are_named(tmp_path, bad, message):
+    with pytest.raises(QuestionFileError, match=message):
+        load_questions(_write(tmp_path, [GOOD, bad]))
+
+
+def test_an_empty_file_is_refused(tmp_path):
+    with pytest.raises(QuestionFileError, match="holds no questions"):
+        load_questions(_write(tmp_path, [""]))

@@ -1,0 +1,52 @@
+"""Questions about an instrument as a whole are answered from what says what it is and is for."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import CORPUS_DIR
+
+from rag.corpus import load_corpus
+from rag.instruments import Catalogue
+
+
+@pytest.fixture(scope="module")
+def catalogue():
+    return Catalogue(load_corpus(CORPUS_DIR))
+
+
+@pytest.mark.parametrize("question, doc_id", [
+    ("What is the Outer Space Treaty?", "outer-space-treaty-1967"),
+    ("What is the Moon Agreement for?", "moon-agreement-1979"),
+    ("Tell me about the CSpO statement", "cspo-2024-florence-joint-statement"),
+    ("What is the purpose of the Liability Convention?", "liability-convention-1972"),
+    ("Summarize the fact sheet", "us-da-asat-test-commitment-fact-sheet-2022"),
+])
+def test_questions_about_a_whole_instrument_are_recognised(catalogue, question, doc_id):
+    assert catalogue.overview_of(question) == doc_id
+
+
+@pytest.mark.parametrize("question", [
+    "What does the Outer Space Treaty say about nuclear weapons?",
+    "What is the Moon?",
+    "How do the Outer Space Treaty and the Moon Agreement differ?",
+    "What is the purpose of registration under the Registration Convention?",
+])
+def test_questions_about_a_topic_are_not_overviews(catalogue, question):
+    assert catalogue.overview_of(question) is None
+
+
+@pytest.mark.parametrize("question, doc_id, first_section", [
+    ("What is the Outer Space Treaty?", "outer-space-treaty-1967", "Preamble"),
+    ("What is the Rescue Agreement for?", "rescue-agreement-1968", "Preamble"),
+    ("What are the LTS guidelines?", "copuos-long-term-sustainability-guidelines-2019", "Paragraph 5"),
+])
+def test_an_overview_leads_with_the_purpose_or_the_opening(real_engine, question, doc_id, first_section):
+    docs = real_engine.retrieve(question, k=3)
+    assert [d.metadata["doc_id"] for d in docs] == [doc_id] * 3
+    assert docs[0].metadata["section"] == first_section
+    scores = [d.metadata["score"] for d in docs]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_an_overview_respects_filters(real_engine):
+    assert real_engine.retrieve("What is the Outer Space Treaty?", k=3, kinds=["guidelines"]) == []

@@ -1,0 +1,153 @@
+"""`spacesec tune` on a handful of questions (a smoke model: CI never trains a real one)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from conftest import copy_index, make_settings
+
+from rag.engine import Engine
+from rag.learn.model_store import MANIFEST_FILE, QUERY_LORA, TunedModelError, read_tuned_model
+from rag.learn.query_model import QueryTraining, TunedQueryEmbedder
+from rag.learn.questions import QuestionFileError
+from rag.learn.tune import tune
+
+SMOKE = QueryTraining(epochs=1, batch_size=4, lora_rank=2)
+QUESTIONS = [
+    ("t1", "Can a country own the Moon?", "outer-space-treaty-1967",
+     "Outer space, including the moon and other celestial bodies, is not subject to national appropriation"),
+    ("t2", "Who pays when a falling satellite wrecks a house?", "liability-convention-1972",
+     "A launching State shall be absolutely liable to pay compensation for damage caused by its space object on the surface of the earth"),
+    ("t3", "Must countries help astronauts who land in the wrong place?", "rescue-agreement-1968",
+     "it shall immediately take all possible steps to rescue them and render them all necessary assistance"),
+    ("t4", "Does a launch have to be written down in a national list?", "registration-convention-1975",
+     "the launching State shall register the space object by means of an entry in an appropriate registry"),
+]
+
+
+def _question_file(path, rows=QUESTIONS):
+    path.write_text("".join(json.dumps({"id": i, "style": "plain", "question": q, "answerable": True,
+                                        "doc": d, "quote": quote}) + "\n" for i, q, d, quote in rows),
+                    encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def workspace(real_engine, tmp_path_factory):
+    """Settings over the real engine's corpus, a copy of its index, a small question file and
+    a model folder of their own."""
+    base = tmp_path_factory.mktemp("tune")
+    settings = make_settings(real_engine.settings.corpus_dir, copy_index(real_engine.settings.index_dir, base / "index"),
+                             questions_path=_question_file(base / "questions.jsonl"),
+                             tuned_model_dir=base / "model")
+    report = tune(settings, config=SMOKE)
+    return settings, report
+
+
+def test_tune_installs_a_small_model_with_its_manifest(workspace):
+    settings, report = workspace
+    manifest = json.loads((settings.tuned_model_dir / MANIFEST_FILE).read_text())
+    assert manifest["documents"].keys() == {q[2] for q in QUESTIONS}
+    assert manifest["questions_sha256"] and manifest["base_model_sha256"]
+    weights = settings.tuned_model_dir / QUERY_LORA / "adapter_model.safetensors"
+    assert 0 < weights.stat().st_size < 20 * 2**20
+    assert report.questions == 4 and report.examples >= 4
+    assert read_tuned_model(settings.tuned_model_dir, settings.embedder).manifest == manifest
+
+
+def test_tuning_is_reproducible(workspace, tmp_path):
+    settings, _ = workspace
+    again = settings.model_copy(update={"tuned_model_dir": tmp_path / "model"})
+    tune(again, config=SMOKE)
+    name = f"{QUERY_LORA}/adapter_model.safetensors"
+    assert (again.tuned_model_dir / name).read_bytes() == (settings.tuned_model_dir / name).read_bytes()
+
+
+def test_the_engine_embeds_questions_with_the_tuned_model(workspace):
+    settings, _ = workspace
+    engine = Engine.load(settings)
+    assert engine.index.query_onnx_dir is not None  # exported with the index: serving needs no torch
+    assert engine.retriever.query_embedder is not engine.retriever.embedder
+    tuned = engine.retriever.embed_query("Can a country own the Moon?")
+    base = engine.retriever.embedder.embed(["Can a country own the Moon?"])[0]
+    assert tuned.shape == base.shape and not np.allclose(tuned, base)
+    assert abs(float(np.linalg.norm(tuned)) - 1.0) < 1e-4
+    assert engine.index.manifest["query_model"]["questions_sha256"]
+    assert engine.retrieve("Can a country own the Moon?", k=3)
+
+
+def test_the_torch_runtime_merges_the_same_weights(workspace):
+    settings, _ = workspace
+    onnx = Engine.load(settings).retriever
+    torch = Engine.load(settings.model_copy(update={"embedder_runtime": "torch"})).retriever
+    assert isinstance(torch.query_embedder, TunedQueryEmbedder)
+    question = "Who pays when a falling satellite wrecks a house?"
+    assert float(onnx.embed_query(question) @ torch.embed_query(question)) > 0.999
+
+
+def test_untuned_settings_use_the_installed_model(workspace):
+    settings, _ = workspace
+    engine = Engine.load(settings.model_copy(update={"use_tuned_model": False}))
+    assert engine.retriever.query_embedder is engine.retriever.embedder
+    assert engine.index.query_onnx_dir is None
+
+
+def test_a_damaged_model_is_refused_and_the_engine_serves_untuned(workspace, tmp_path, caplog):
+    settings, _ = workspace
+    damaged = tmp_path / "model"
+    shutil.copytree(settings.tuned_model_dir, damaged)
+    weights = damaged / QUERY_LORA / "adapter_model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(TunedModelError, match="does not match its manifest"):
+        read_tuned_model(damaged, settings.embedder)
+    engine = Engine.load(settings.model_copy(update={"tuned_model_dir": damaged}))
+    assert engine.retriever.query_embedder is engine.retriever.embedder
+    assert "not using the tuned model" in caplog.text
+
+
+def test_an_interrupted_swap_is_finished_at_the_next_read(workspace, tmp_path):
+    settings, _ = workspace
+    folder = tmp_path / "model"
+    shutil.copytree(settings.tuned_model_dir, tmp_path / ".model-old-123")  # moved aside, then killed
+    assert read_tuned_model(folder, settings.embedder) is not None
+    assert folder.is_dir() and not (tmp_path / ".model-old-123").exists()
+
+
+def test_a_changed_corpus_makes_the_model_stale_but_usable(workspace):
+    settings, _ = workspace
+    tuned = read_tuned_model(settings.tuned_model_dir, settings.embedder)
+    from rag.corpus import load_corpus
+
+    notes = tuned.staleness(load_corpus(settings.corpus_dir))
+    assert any("no training questions cover" in n and "moon-agreement-1979" in n for n in notes)
+
+
+def test_questions_about_documents_not_in_the_corpus_are_refused(workspace, tmp_path):
+    settings, _ = workspace
+    rows = [("x1", "What does my report say?", "my-report-2025", "a quote of at least a few words")]
+    extra = _question_file(tmp_path / "mine.jsonl", rows)
+    with pytest.raises(QuestionFileError, match="my-report-2025"):
+        tune(settings.model_copy(update={"tuned_model_dir": tmp_path / "m"}), [extra], config=SMOKE)
+    assert not (tmp_path / "m").exists()
+
+
+def test_documents_the_model_was_not_trained_on_keep_the_installed_models_scores(workspace):
+    settings, _ = workspace
+    engine = Engine.load(settings)
+    retriever = engine.retriever
+    question = "Can a country own the Moon?"
+    positions = {c.doc_id: i for i, c in reversed(list(enumerate(engine.index.chunks)))}
+    untrained, trained = positions["moon-agreement-1979"], positions["outer-space-treaty-1967"]
+    scores = retriever.chunk_similarities(question, np.array([untrained, trained]))
+    base = retriever.embedder.embed([question])[0]
+    assert scores[0] == pytest.approx(float(engine.index.vectors[untrained] @ base), abs=1e-5)
+    assert scores[1] == pytest.approx(float(engine.index.vectors[trained] @ retriever.embed_query(question)), abs=1e-5)
+    half = Engine.load(settings.model_copy(update={"tuned_weight_on_untrained": 0.5}))
+    blended = half.retriever.chunk_similarities(question, np.array([untrained]))[0]
+    assert min(scores[0], float(engine.index.vectors[untrained] @ retriever.embed_query(question))) - 1e-4 \
+        <= blended <= max(scores[0], float(engine.index.vectors[untrained] @ retriever.embed_query(question))) + 1e-4
