@@ -134,7 +134,7 @@ def test_the_engine_loads_the_shipped_model(real_engine):
 def test_a_figure_the_corpus_does_not_give_is_not_found(real_engine):
     answer = real_engine.ask("How many days does a State have to return rescued astronauts?")
     assert answer.abstained and not answer.citations and answer.related
-    assert answer.text.startswith("Not found in the corpus: no passage states the figure asked for")
+    assert answer.text.startswith("Not found in the corpus: No passage states the figure asked for")
     assert answer.confidence < real_engine.answerability.partial_threshold
 
 
