@@ -104,7 +104,7 @@ class AnswerComposer:
         # A question that names several instruments gets the best sentence of each.
         for doc_id in cues.doc_ids[:4] if len(cues.doc_ids) > 1 else ():
             best = next((p for p in candidates if p.hit.chunk.doc_id == doc_id), None)
-            if best and best not in chosen and not (first and first.hit.chunk.doc_id == doc_id):
+            if best and best.row not in {c.row for c in chosen} and not (first and first.hit.chunk.doc_id == doc_id):
                 chosen.append(best)
         if not candidates:
             return chosen
@@ -113,8 +113,9 @@ class AnswerComposer:
         lam = self.settings.mmr_lambda
         while len(chosen) < self.settings.max_answer_sentences:
             best, best_value = None, -math.inf
+            taken = {c.row for c in chosen}
             for pick in candidates:
-                if pick in chosen or pick.score < floor:
+                if pick.row in taken or pick.score < floor:
                     continue
                 redundancy = max((float(vectors[pick.row] @ vectors[c.row]) for c in chosen), default=0.0)
                 value = lam * pick.score - (1 - lam) * redundancy

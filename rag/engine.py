@@ -135,10 +135,15 @@ class Engine:
                 return abstain(question, reason, hits)
             answer = self.composer.write(question, picks)
         else:
-            judgement = self.answerability.judge(draft)
+            # A follow-up is judged as the question it stands for ("and who pays?" alone asks little).
+            judged = draft
+            if history and is_follow_up(question):
+                query = standalone_query(question, clean_history(history), self.catalogue, self.settings.history_turns)
+                judged = self.draft(query, hits) if query != question else draft
+            judgement = self.answerability.judge(judged)
             if judgement.outcome == NOT_FOUND:
                 return abstain(question, f"no passage states {judgement.wanted}", hits, judgement.confidence)
-            picks = self.composer.choose(draft.candidates, draft.cues, draft.candidates[judgement.order[0]])
+            picks = self.composer.choose(draft.candidates, draft.cues, judged.candidates[judgement.order[0]])
             answer = self.composer.write(question, picks, judgement.confidence,
                                          judgement.wanted if judgement.outcome == PARTIAL else None)
         if mode == "llm":

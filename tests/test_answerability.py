@@ -184,3 +184,12 @@ def test_training_is_deterministic_for_a_seed(real_engine, tmp_path):
     model = load_answerability(tmp_path / "one", real_engine.retriever.query_embedder.name,
                                real_engine.answerability.reader)
     assert model is not None and model.meta["questions"] == len(questions)
+
+
+@pytest.mark.slow
+def test_a_follow_up_is_judged_as_the_question_it_stands_for(real_engine):
+    history = [{"role": "user", "content": "Who is liable for damage caused by a space object on the ground?"},
+               {"role": "assistant", "content": "According to the Liability Convention (1972), Article II: ..."}]
+    answer = real_engine.ask("What about liability for damage in outer space?", history=history)
+    assert not answer.abstained and answer.citations
+    assert answer.citations[0].doc_id == "liability-convention-1972"

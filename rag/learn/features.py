@@ -78,7 +78,6 @@ class FeatureReader:
             "score_gap": top[0].score - top[1].score if len(top) > 1 else 0.0,
             "dense_passage": draft.hits[0].dense if draft.hits else 0.0,
             "dense_gap": draft.hits[0].dense - max(h.dense for h in draft.hits[1:]) if len(draft.hits) > 1 else 0.0,
-            "lexical_passage": float(np.log1p(max(draft.hits[0].lexical, 0.0))) if draft.hits else 0.0,
             "overlap_first": self._share(terms, first_terms),
             "overlap_quoted": self._share(terms, quoted_terms),
             "overlap_passage": self._share(terms, passage_terms),
