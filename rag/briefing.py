@@ -15,12 +15,16 @@ from pathlib import Path
 
 from rag.citations import Answer, Citation
 from rag.excerpts import ExcerptFinder
+from rag.validation import InvalidQuestion, clean_question
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int, str], None]
 FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"),)
 FORMATS = (".md", ".html", ".htm", ".pdf")
+#: A briefing answers every question in turn (about 0.1 s each): past a few hundred it is
+#: a batch job, not a briefing.
+MAX_QUESTIONS = 200
 _MARKER = re.compile(r"\[(\d+)\]")
 
 
@@ -29,8 +33,12 @@ def presets() -> dict[str, list[str]]:
     return json.loads(resources.files("rag").joinpath("data/briefings.json").read_text(encoding="utf-8"))
 
 
-def questions_for(topic_or_file: str) -> tuple[str, list[str]]:
-    """(title, questions) for a preset name (case-insensitive) or a file of questions, one a line."""
+def questions_for(topic_or_file: str, max_chars: int = 2000) -> tuple[str, list[str]]:
+    """(title, questions) for a preset name (case-insensitive) or a file of questions, one a line.
+
+    A file is checked whole before anything is answered: a question the engine would refuse
+    is reported with its line number, and a file over ``MAX_QUESTIONS`` questions is refused.
+    """
     for name, questions in presets().items():
         if name.lower() == topic_or_file.strip().lower():
             return name, questions
@@ -40,9 +48,18 @@ def questions_for(topic_or_file: str) -> tuple[str, list[str]]:
             lines = path.read_text(encoding="utf-8").splitlines()
         except UnicodeDecodeError:
             raise ValueError(f"{path.name}: the question file is not UTF-8 text") from None
-        questions = [q.strip() for q in lines if q.strip() and not q.lstrip().startswith("#")]
+        questions = []
+        for n, line in enumerate(lines, 1):
+            if line.strip() and not line.lstrip().startswith("#"):
+                try:
+                    questions.append(clean_question(line, max_chars))
+                except InvalidQuestion as exc:
+                    raise ValueError(f"{path.name}, line {n}: {exc}") from None
         if not questions:
             raise ValueError(f"{path.name}: the question file has no questions")
+        if len(questions) > MAX_QUESTIONS:
+            raise ValueError(f"{path.name}: the file has {len(questions):,} questions; a briefing takes "
+                             f"at most {MAX_QUESTIONS}, so split it into several files")
         return f"Briefing: {path.stem.replace('-', ' ').replace('_', ' ')}", questions
     names = "; ".join(presets())
     raise ValueError(f"'{topic_or_file}' is neither a preset topic nor a file. Presets: {names}")
@@ -266,6 +283,10 @@ def write(b: Briefing, path: Path) -> Path:
         raise ValueError(f"{path.name}: choose an output ending in .md, .html or .pdf")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path

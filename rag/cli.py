@@ -112,7 +112,7 @@ def cmd_brief(args: argparse.Namespace) -> int:
         return 0
     if not args.topic:
         raise ValueError("give a preset topic or a file of questions (see --list)")
-    title, questions = briefing.questions_for(args.topic)
+    title, questions = briefing.questions_for(args.topic, settings_from(args).max_question_chars)
     outputs = args.out or [f"{re.sub(r'[^a-z0-9]+', '-', title.lower()).strip('-')}.md"]
     for out in outputs:
         if Path(out).suffix.lower() not in briefing.FORMATS:
@@ -133,7 +133,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     embedder = Embedder(settings.embedder, settings.embed_batch_size)
     added = add_documents([Path(p) for p in args.paths], settings,
-                          rebuild=lambda: build_index(settings, embedder, progress=not args.quiet),
+                          rebuild=lambda staged: build_index(staged, embedder, progress=not args.quiet),
                           title=args.title, short_title=args.short_title, kind=args.kind,
                           year=args.year, doc_id=args.id)
     print(f"Added {len(added)} document(s): {', '.join(added)}; index rebuilt.")
@@ -148,16 +148,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
                          "or held-out answers with --held-out")
     from rag import evaluation
 
-    engine = _engine(args)
     if args.held_out:
-        return _eval_held_out(args, engine)
-    items = evaluation.load_items(Path(args.qa))
+        return _eval_held_out(args, _engine(args))
+    items = evaluation.load_items(Path(args.qa))  # checked line by line before the engine loads
+    engine = _engine(args)
 
     def ours(question: str, history: list, k: int) -> list[str]:
         return [d.page_content for d in engine.retrieve(question, k=k, history=history)]
 
-    report: dict[str, dict] = {"retrieval": {"space-security-rag": evaluation.score_retrieval(items, ours, args.k)}}
-    if args.compare_runtimes:
+    scored = any(item.answerable for item in items)  # retrieval is scored on answerable items only
+    report: dict[str, dict] = {"retrieval": {}}
+    if scored:
+        report["retrieval"]["space-security-rag"] = evaluation.score_retrieval(items, ours, args.k)
+    if scored and args.compare_runtimes:
         serving = engine.retriever.embedder
         for name, embedder in evaluation.other_runtimes(engine).items():
             engine.retriever.embedder = embedder
@@ -166,7 +169,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 evaluation.score_retrieval(items, ours, args.k)
         engine.retriever.embedder = serving
         engine.retriever.embed_query.cache_clear()
-    if not args.no_baselines:
+    if scored and not args.no_baselines:
         from rag.embedding import resolve_model_path
 
         model_path = str(resolve_model_path(engine.settings.embedder))
@@ -180,6 +183,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
+    if not scored:
+        print("Retrieval: no answerable questions in the set, so retrieval is not scored.\n")
     for name, summary in report["retrieval"].items():
         print(evaluation.format_table(f"Retrieval: {name}", summary) + "\n")
     if "answers" in report:
@@ -366,10 +371,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # a failure we did not foresee: a sentence, the details in the log
-        log.debug("unexpected failure", exc_info=True)
-        print(f"error: unexpected failure ({type(exc).__name__}: {exc}); run with -v for details",
-              file=sys.stderr)
+    except Exception as exc:  # a failure we did not foresee: a sentence, the traceback with -v
+        if args.verbose:
+            log.exception("unexpected failure")
+        print(f"error: unexpected failure ({type(exc).__name__}: {exc})"
+              + ("" if args.verbose else "; run with -v for details"), file=sys.stderr)
         return 1
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
@@ -30,10 +30,11 @@ from rag.learn.answerability import NOT_FOUND, PARTIAL, AnswerabilityModel, load
 from rag.learn.features import Draft, FeatureReader
 from rag.learn.model_store import QUERY_LORA, TunedModelError, read_tuned_model
 from rag.llm import condense, llm_answer, make_chat_model
+from rag.llm_budget import Deadline, ModelSlots
 from rag.retrieval import Filters, Hit, HybridRetriever
 from rag.sentences import answer_units
 from rag.settings import Settings
-from rag.validation import InvalidQuestion, clean_history, clean_question
+from rag.validation import InvalidQuestion, clean_filters, clean_history, clean_question
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class Engine:
     vocabulary: Vocabulary
     chat_model: object | None = None  # a LangChain chat model when the LLM mode is configured
     answerability: AnswerabilityModel | None = None  # None: the rule-based checks decide alone
+    model_slots: ModelSlots = field(default_factory=ModelSlots)  # model calls allowed at once
 
     @classmethod
     def load(cls, settings: Settings, rebuild: bool = True, embedder: Embedder | None = None) -> Engine:
@@ -99,7 +101,7 @@ class Engine:
         answerability = load_answerability(settings.answerability_dir, retriever.query_embedder.name,
                                            FeatureReader(composer, vocabulary))
         return cls(settings, corpus, index, retriever, catalogue, composer, vocabulary,
-                   make_chat_model(settings), answerability)
+                   make_chat_model(settings), answerability, ModelSlots(settings.llm_max_concurrent))
 
     @property
     def llm_available(self) -> bool:
@@ -122,8 +124,11 @@ class Engine:
         if mode == "llm" and not self.llm_available:
             raise InvalidQuestion("The LLM answer mode is not configured (set SPACESEC_LLM_PROVIDER, "
                                   "SPACESEC_LLM_MODEL and SPACESEC_LLM_BASE_URL); use 'extractive'.")
+        # One deadline for every model call of this question; none for extractive answers,
+        # which never wait for a model.
+        deadline = Deadline(self.settings.llm_timeout_s if mode == "llm" else 0.0)
         hits = self.search(question, self.settings.answer_passages if k is None else k, history,
-                           doc_ids, kinds, years)
+                           doc_ids, kinds, years, deadline)
         draft = self.draft(question, hits)
         reason = self.refusal(draft) or (None if draft.candidates else "no passage answers it")
         if reason:
@@ -147,8 +152,22 @@ class Engine:
             answer = self.composer.write(question, picks, judgement.confidence,
                                          judgement.wanted if judgement.outcome == PARTIAL else None)
         if mode == "llm":
-            return llm_answer(self.chat_model, question, hits, self.retriever.embedder.embed, answer, stream)
+            written = llm_answer(self.chat_model, question, hits, self.retriever.embedder.embed, answer, stream,
+                                 deadline=deadline, slots=self.model_slots)
+            return self._judged_like(written, answer)
         return answer
+
+    @staticmethod
+    def _judged_like(written: Answer, extractive: Answer) -> Answer:
+        """The chat model's answer carries the check of the passages it was given: their
+        confidence, and when they answer only in part, the same opening that says so."""
+        if written.mode != "llm" or written.abstained:
+            return written
+        opening = extractive.text.split("\n\n", 1)[0]  # "The corpus does not state ...; the closest ..."
+        text = written.text
+        if extractive.partial and not text.startswith(opening):
+            text = f"{opening}\n\n{text}"
+        return replace(written, text=text, confidence=extractive.confidence, partial=extractive.partial)
 
     def draft(self, question: str, hits: list[Hit]) -> Draft:
         """The question with its passages and every sentence of them scored: what the answer is
@@ -182,13 +201,18 @@ class Engine:
 
     # -- retrieval ---------------------------------------------------------------------
     def search(self, question: str, k: int | None = None, history: list | None = None,
-               doc_ids=None, kinds=None, years=None) -> list[Hit]:
-        """Validated question -> standalone query -> hybrid search -> hits, best first."""
+               doc_ids=None, kinds=None, years=None, deadline: Deadline | None = None) -> list[Hit]:
+        """Validated question -> standalone query -> hybrid search -> hits, best first.
+
+        ``deadline`` bounds the model's rewrite of a follow-up (by default, the LLM timeout).
+        """
         question = clean_question(question, self.settings.max_question_chars)
         k = self._check_k(k)
         history = clean_history(history)
         follow_up = bool(history) and is_follow_up(question)
-        condensed = condense(self.chat_model, question, history) if self.chat_model and follow_up else None
+        deadline = deadline or Deadline(self.settings.llm_timeout_s)
+        condensed = (condense(self.chat_model, question, history, deadline, self.model_slots)
+                     if self.chat_model and follow_up else None)
         query = condensed or standalone_query(question, history, self.catalogue, self.settings.history_turns)
         cues = self.catalogue.cues(query)
         filters = Filters(*self._check_filters(doc_ids, kinds, years))
@@ -255,23 +279,7 @@ class Engine:
         known = {"document": {d.doc_id for d in self.corpus.documents},
                  "kind": {d.kind for d in self.corpus.documents},
                  "year": {d.year for d in self.corpus.documents}}
-        checked = []
-        for name, values in (("document", doc_ids), ("kind", kinds), ("year", years)):
-            if values is None or values == []:
-                checked.append(None)
-                continue
-            values = [values] if isinstance(values, str | int) else list(values)
-            if name == "year":
-                try:
-                    values = [int(v) for v in values]
-                except (TypeError, ValueError):
-                    raise InvalidQuestion(f"Years must be whole numbers, not {values!r}.") from None
-            unknown = [v for v in values if v not in known[name]]
-            if unknown:
-                raise InvalidQuestion(f"Unknown {name} {unknown[0]!r}; choose from "
-                                      f"{', '.join(map(str, sorted(known[name])))}.")
-            checked.append(values)
-        return checked[0], checked[1], checked[2]
+        return clean_filters(doc_ids, kinds, years, known)
 
     def _check_k(self, k: int | None) -> int:
         k = self.settings.top_k if k is None else k

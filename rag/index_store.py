@@ -7,11 +7,13 @@ previous index in place and loadable.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -50,6 +52,14 @@ LEXICAL_VERSION = 1
 # Libraries whose versions change the vectors or scores an index holds, per embedder runtime.
 _LIBRARIES = {"onnx": ("bm25s", "faiss-cpu", "onnxruntime", "space-security-rag"),
               "torch": ("bm25s", "faiss-cpu", "sentence-transformers", "space-security-rag")}
+#: Files every build has: a manifest that does not list a checksum for each is not trusted.
+REQUIRED_FILES = (CHUNKS_FILE, VECTORS_FILE, FAISS_FILE, SENTENCES_FILE, SENTENCE_VECTORS_FILE,
+                  TERMS_FILE, VOCABULARY_TEXT, VOCABULARY_TOKENS)
+#: Written first into every build folder: a build deletes only folders that carry it.
+BUILD_MARKER = ".spacesec-build"
+_BUILD_NAME = re.compile(r"(?:\.tmp-)?[0-9a-f]{20}(?:-\d+)*")
+#: Scratch folders of the ONNX exports, named by the building process.
+_SCRATCH_NAME = re.compile(r"\.(?:query-)?onnx-\d+")
 
 
 class IndexError_(RuntimeError):
@@ -151,37 +161,72 @@ def current_dir(index_dir: Path) -> Path:
     return index_dir / "current"
 
 
-def read_manifest(index_dir: Path) -> dict | None:
-    path = current_dir(index_dir) / MANIFEST_FILE
+def current_build(index_dir: Path) -> Path | None:
+    """The build folder ``current`` links to, resolved once (a reader then reads every file
+    from it, whatever a concurrent build does to ``current``); None when ``current`` is not
+    a symbolic link to a folder (missing, a loop, a real folder)."""
+    link = current_dir(index_dir)
+    if not link.is_symlink():
+        return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        folder = link.resolve(strict=True)
+    except (OSError, RuntimeError):  # dangling, or a loop
+        return None
+    return folder if folder.is_dir() else None
+
+
+def _read_build_manifest(folder: Path) -> dict | None:
+    try:
+        manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def read_manifest(index_dir: Path) -> dict | None:
+    folder = current_build(index_dir)
+    return None if folder is None else _read_build_manifest(folder)
 
 
 def check_index(index_dir: Path, identity: dict) -> str | None:
     """Why the current index cannot be used for ``identity``, or None when it is sound."""
-    manifest = read_manifest(index_dir)
+    return _check_build(index_dir, current_build(index_dir), identity)
+
+
+def _check_build(index_dir: Path, folder: Path | None, identity: dict) -> str | None:
+    if folder is None:
+        link = current_dir(index_dir)
+        if not link.exists() and not link.is_symlink():
+            return "no index has been built"
+        return "index/current is not a link to a build folder"
+    manifest = _read_build_manifest(folder)
     if manifest is None:
-        return "no index has been built" if not current_dir(index_dir).exists() else "index manifest is unreadable"
+        return "index manifest is unreadable"
     for key in ("format", "documents", "catalogue", "embedder", "embedder_runtime", "chunker", "lexical",
                 "libraries", "query_model"):
         if manifest.get(key) != identity[key]:
             return f"index is stale ({key} changed)"
-    folder = current_dir(index_dir)
-    for name, digest in manifest.get("files", {}).items():
-        path = folder / name
-        if not path.is_file() or _sha256(path) != digest:
+    if manifest.get("fingerprint") != fingerprint(identity):  # built when the identity had other parts
+        return "index is stale (built by another version)"
+    files = manifest.get("files")
+    if (not isinstance(files, dict) or not set(REQUIRED_FILES) <= set(files)
+            or not any(str(name).startswith(LEXICAL_DIR + "/") for name in files)):
+        return "index manifest does not list a checksum for every index file"
+    for name, digest in files.items():
+        relative = Path(str(name))
+        path = folder / relative
+        if (relative.is_absolute() or ".." in relative.parts or not path.is_file()
+                or _sha256(path) != digest):
             return f"index file {name} is missing or corrupted"
     return None
 
 
 def load_index(index_dir: Path, identity: dict) -> LoadedIndex:
     """Load the current index after checking it matches ``identity`` byte for byte."""
-    problem = check_index(index_dir, identity)
+    folder = current_build(index_dir)
+    problem = _check_build(index_dir, folder, identity)
     if problem:
         raise IndexError_(f"{problem}; run 'spacesec build'.")
-    folder = current_dir(index_dir)
     manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
     chunks = _read_chunks(folder)
     index = faiss.read_index(str(folder / FAISS_FILE))
@@ -236,8 +281,8 @@ def sentence_texts(chunks: list[Chunk], spans: np.ndarray) -> list[str]:
 
 def _previous_vectors(index_dir: Path) -> dict[str, np.ndarray]:
     """Vectors of the current build by embedder and embedded text, to skip re-embedding them."""
-    folder = current_dir(index_dir)
-    manifest = read_manifest(index_dir)
+    folder = current_build(index_dir)
+    manifest = None if folder is None else _read_build_manifest(folder)
     try:
         if manifest is None or any(_sha256(folder / n) != d for n, d in manifest["files"].items()):
             return {}
@@ -315,6 +360,7 @@ def build_index(settings: Settings, embedder: Embedder, force: bool = False, pro
     index_dir = settings.index_dir
     try:
         with _build_lock(index_dir):
+            _sweep(index_dir)
             if not force and check_index(index_dir, identity) is None:
                 manifest = read_manifest(index_dir)
                 wanted = choose_faiss_index(manifest["chunk_count"], settings)
@@ -344,6 +390,51 @@ def build_index(settings: Settings, embedder: Embedder, force: bool = False, pro
     log.info("built index %s: %d documents, %d chunks, %d texts embedded in %.1fs",
              fp, len(corpus.documents), len(chunks), embedded + more, seconds)
     return BuildReport(len(corpus.documents), len(chunks), embedded + more, seconds, True, fp)
+
+
+def _owned_build(path: Path) -> bool:
+    """Whether ``path`` is a build folder this index wrote: a real folder (never a symbolic
+    link) with a build's name, carrying the marker (or, from before the marker, a manifest
+    naming its fingerprint). Nothing else under ``builds/`` is ever deleted."""
+    if path.is_symlink() or not path.is_dir() or not _BUILD_NAME.fullmatch(path.name):
+        return False
+    if (path / BUILD_MARKER).is_file():
+        return True
+    manifest = _read_build_manifest(path)
+    return manifest is not None and manifest.get("fingerprint") == path.name.removeprefix(".tmp-")[:20]
+
+
+def _sweep(index_dir: Path) -> None:
+    """Remove what killed or failed builds left (the caller holds the build lock, so no
+    build is running): their temporary folders and their unswapped ``current`` links."""
+    builds = index_dir / "builds"
+    if builds.is_dir() and not builds.is_symlink():
+        for tmp in builds.glob(".*"):
+            if _owned_build(tmp) or (_SCRATCH_NAME.fullmatch(tmp.name) and tmp.is_dir() and not tmp.is_symlink()):
+                shutil.rmtree(tmp, ignore_errors=True)
+            elif tmp.is_dir() and not tmp.is_symlink() and _BUILD_NAME.fullmatch(tmp.name) and not any(tmp.iterdir()):
+                tmp.rmdir()  # killed before it held its marker
+    for stale in index_dir.glob(".current-*"):
+        if stale.is_symlink():
+            stale.unlink()
+
+
+def _bytes_needed(chunks: list[Chunk], vectors: np.ndarray, spans: np.ndarray,
+                  sentence_vectors: np.ndarray) -> int:
+    """Roughly what a build writes: the vectors twice (file and FAISS), the rest once."""
+    text = sum(len(c.text) + len(c.embed_text) + 300 for c in chunks)
+    return 2 * vectors.nbytes + spans.nbytes + sentence_vectors.nbytes + text
+
+
+def _no_space(exc: OSError, folder: Path, needed: int) -> IndexError_ | None:
+    """The message for a write that failed for lack of space (numpy's "N requested and M
+    written" carries no errno: the free space tells)."""
+    free = shutil.disk_usage(folder).free
+    if exc.errno != errno.ENOSPC and free >= needed:
+        return None
+    return IndexError_(f"no space left on the device holding the index ({needed / 1e6:.1f} MB needed, "
+                       f"{free / 1e6:.1f} MB free in {folder}); free some space or set "
+                       "SPACESEC_INDEX_DIR to a folder on another disk, then build again.")
 
 
 def _onnx_export(index_dir: Path, embedder: Embedder, settings: Settings) -> Path | None:
@@ -407,10 +498,29 @@ def _write_build(index_dir: Path, identity: dict, chunks: list[Chunk], vectors: 
                  query_onnx_dir: Path | None = None) -> str:
     fp = fingerprint(identity)
     builds = index_dir / "builds"
+    if builds.is_symlink():
+        raise IndexError_(f"{builds} is a symbolic link; the index writes and deletes builds only in a "
+                          "folder of its own: remove the link or choose another --index-dir.")
     builds.mkdir(parents=True, exist_ok=True)
     tmp = builds / f".tmp-{fp}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
+    try:
+        (tmp / BUILD_MARKER).write_text("written by space-security-rag\n", encoding="utf-8")
+        _write_files(tmp, identity, fp, chunks, vectors, spans, sentence_vectors, faiss_index, lexical,
+                     onnx_dir, query_onnx_dir)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):
+            no_space = _no_space(exc, builds, _bytes_needed(chunks, vectors, spans, sentence_vectors))
+            if no_space is not None:
+                raise no_space from exc
+        raise
+    return _publish(index_dir, tmp, fp)
+
+
+def _write_files(tmp: Path, identity: dict, fp: str, chunks: list[Chunk], vectors: np.ndarray,
+                 spans: np.ndarray, sentence_vectors: np.ndarray, faiss_index: faiss.Index,
+                 lexical: LexicalIndex, onnx_dir: Path | None, query_onnx_dir: Path | None) -> None:
     with (tmp / CHUNKS_FILE).open("w", encoding="utf-8") as handle:
         for chunk in chunks:
             handle.write(json.dumps(chunk.to_dict(), ensure_ascii=False) + "\n")
@@ -437,19 +547,28 @@ def _write_build(index_dir: Path, identity: dict, chunks: list[Chunk], vectors: 
         if path.is_file():
             with path.open("rb") as handle:
                 os.fsync(handle.fileno())
+
+
+def _publish(index_dir: Path, tmp: Path, fp: str) -> str:
+    """Rename the finished build into place, swap ``current`` to it, remove older builds."""
+    builds = tmp.parent
     final = builds / fp
-    if final.exists():
-        if current_dir(index_dir).resolve() == final.resolve():
+    if final.exists() or final.is_symlink():
+        if final.resolve() == current_build(index_dir) or not _owned_build(final):
             final = builds / f"{fp}-{time.time_ns()}"  # what `current` points to stays until the swap
         else:
             shutil.rmtree(final)  # left by a build killed before its swap: nothing points to it
     tmp.rename(final)
-    for stale in index_dir.glob(".current-*"):  # left by builds killed before their swap
-        stale.unlink(missing_ok=True)
+    link = current_dir(index_dir)
+    if link.is_dir() and not link.is_symlink():  # a copy made without links: keep it, out of the way
+        aside = index_dir / f"current.moved-{time.time_ns()}"
+        link.rename(aside)
+        log.warning("%s was a folder, not a link to a build; moved it to %s", link, aside)
     link_tmp = index_dir / f".current-{os.getpid()}"
+    link_tmp.unlink(missing_ok=True)
     link_tmp.symlink_to(Path("builds") / final.name)
-    os.replace(link_tmp, current_dir(index_dir))  # the atomic swap
+    os.replace(link_tmp, link)  # the atomic swap
     for old in builds.iterdir():
-        if old.name != final.name:
+        if old.name != final.name and _owned_build(old):
             shutil.rmtree(old, ignore_errors=True)
     return fp

@@ -1,5 +1,5 @@
-"""Adding documents to the corpus: validate everything first, then change corpus, manifest
-and index together, rolling back if the rebuild fails."""
+"""Adding documents to the corpus: validate everything first, build the index for the corpus
+as it will be, then commit files and manifest in one rename (see ``rag.corpus_writes``)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,31 @@ import datetime as dt
 import hashlib
 import logging
 import re
+import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.corpus import Corpus, load_corpus, read_manifest, sha256_file, write_manifest
+from rag.corpus import (
+    ID_PATTERN,
+    Corpus,
+    DocumentInfo,
+    load_corpus,
+    manifest_bytes,
+    metadata_problem,
+    read_manifest,
+    sha256_file,
+)
+from rag.corpus_writes import commit, corpus_lock, discard, recover, stage
 from rag.settings import Settings
 
 log = logging.getLogger(__name__)
 
 SUPPORTED = (".md", ".txt", ".pdf", ".html", ".htm")
-_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
+#: Line breaks, tabs and page breaks are text; other control characters beyond this share
+#: mean the file is not a text document.
+_TEXT_CONTROLS = frozenset("\n\r\t\f\v")
+_MAX_CONTROL_SHARE = 0.01
 
 
 class IngestError(ValueError):
@@ -51,7 +66,7 @@ def _decode_text(path: Path, data: bytes) -> str:
 
 def _pdf_text(path: Path) -> str:
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import LimitReachedError, PyPdfError
 
     try:
         reader = PdfReader(str(path))
@@ -62,7 +77,11 @@ def _pdf_text(path: Path) -> str:
         return "\n\n".join((page.extract_text() or "").strip() for page in reader.pages)
     except IngestError:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError, AttributeError, IndexError) as exc:
+    except LimitReachedError:
+        raise IngestError(f"{path.name}: the PDF would decompress to more than pypdf's safety limit "
+                          "(a decompression bomb, or a huge scan); it was not read") from None
+    except (PyPdfError, ValueError, KeyError, TypeError, OSError, AttributeError, IndexError,
+            RecursionError) as exc:
         raise IngestError(f"{path.name}: unreadable or corrupt PDF ({exc.__class__.__name__})") from None
 
 
@@ -98,29 +117,36 @@ def read_document(path: Path, max_bytes: int) -> tuple[str, str, str]:
         (text, title), stored = _html_text(path, data), ".md"
     else:
         text, stored = _decode_text(path, data), suffix
-    if not text.strip():
+    controls = sum(1 for ch in text if unicodedata.category(ch) == "Cc" and ch not in _TEXT_CONTROLS)
+    if controls > _MAX_CONTROL_SHARE * len(text):
+        raise IngestError(f"{path.name}: {controls:,} of its {len(text):,} characters are control "
+                          "characters; it is not a text document")
+    if not re.search(r"[^\W_]", text):
         raise IngestError(f"{path.name}: contains no text")
     if stored == ".md" and suffix != ".md":
         text = text.strip() + "\n"
     first = next((line.strip("# ").strip() for line in text.splitlines() if line.strip()), "")
-    return text, title or first[:200] or path.stem, stored
+    suggested = " ".join((title or first).split())[:200]  # tabs or line breaks in a title are spaces
+    suggested = "".join(ch for ch in suggested if unicodedata.category(ch) != "Cc")
+    return text, suggested or path.stem, stored
 
 
 def prepare(paths: list[Path], corpus: Corpus, settings: Settings, title: str | None = None,
             short_title: str | None = None, kind: str | None = None, year: int | None = None,
             doc_id: str | None = None) -> list[NewDocument]:
-    """Validate every file before anything is written."""
+    """Validate every file and its metadata before anything is written."""
     if doc_id is not None and len(paths) != 1:
         raise IngestError("--id can only be given with a single file")
-    existing = {d.doc_id for d in corpus.documents}
+    # Every id the manifest holds, including documents left out for bad metadata.
+    existing = {str(e.get("doc_id")) for e in read_manifest(corpus.directory) if isinstance(e, dict)}
     hashes = {sha256_file(corpus.path(d)): d.doc_id for d in corpus.documents}
     new: list[NewDocument] = []
     for path in paths:
         path = Path(path)
         text, found_title, stored = read_document(path, settings.max_add_bytes)
         ident = doc_id if doc_id is not None else _slug(path.stem)
-        if not _ID.match(ident or "") or ".." in ident:
-            raise IngestError(f"{path.name}: '{ident}' is not a valid document id "
+        if not isinstance(ident, str) or not ID_PATTERN.fullmatch(ident):
+            raise IngestError(f"{path.name}: {ident!r} is not a valid document id "
                               "(lower-case letters, digits and hyphens only)")
         if ident in existing or any(n.doc_id == ident for n in new):
             raise IngestError(f"{path.name}: a document with id '{ident}' is already in the corpus")
@@ -131,39 +157,43 @@ def prepare(paths: list[Path], corpus: Corpus, settings: Settings, title: str | 
         entry = {
             "doc_id": ident, "file": ident + stored, "title": full_title,
             "short_title": short_title or (full_title if len(full_title) <= 60 else full_title[:57] + "..."),
-            "year": int(year) if year is not None else dt.date.today().year,
+            "year": year if year is not None else dt.date.today().year,
             "kind": kind or "document",
             "source": f"added locally from {path.name}",
             "completeness": "as supplied by the user",
             "licence_note": "not stated (added locally)",
         }
+        problem = metadata_problem(DocumentInfo(**entry))
+        if problem:
+            raise IngestError(f"{path.name}: {problem}")
         new.append(NewDocument(ident, ident + stored, text, entry))
     return new
 
 
-def add_documents(paths: list[Path], settings: Settings, rebuild, **metadata) -> list[str]:
-    """Add files to the corpus and rebuild; on any failure the corpus is left as it was."""
-    corpus = load_corpus(settings.corpus_dir)
-    new = prepare(paths, corpus, settings, **metadata)
+def add_documents(paths: list[Path], settings: Settings, rebuild: Callable[[Settings], object],
+                  **metadata) -> list[str]:
+    """Add files to the corpus and rebuild the index; on any failure or interruption the corpus
+    is left as it was.
+
+    ``rebuild`` receives settings whose ``corpus_dir`` is the staged corpus (the current
+    documents plus the new ones) and builds the index for it, before anything is committed.
+    """
     directory = settings.corpus_dir
-    manifest_path = directory / "manifest.json"
-    old_manifest = manifest_path.read_bytes()
-    written: list[Path] = []
-    try:
-        for doc in new:
-            target = directory / doc.file
-            tmp = target.with_name(f".{doc.file}.tmp")
-            tmp.write_text(doc.text, encoding="utf-8")
-            tmp.replace(target)
-            written.append(target)
-        write_manifest(directory, read_manifest(directory) + [d.entry for d in new])
-        rebuild()
-    except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
-        tmp = manifest_path.with_suffix(".json.restore")
-        tmp.write_bytes(old_manifest)
-        tmp.replace(manifest_path)
-        raise
+    with corpus_lock(directory):
+        recover(directory)
+        corpus = load_corpus(directory)
+        new = prepare(paths, corpus, settings, **metadata)
+        entries = read_manifest(directory) + [d.entry for d in new]
+        try:
+            staging = stage(directory, manifest_bytes(entries), {d.file: d.text for d in new})
+        except PermissionError as exc:
+            raise IngestError(f"cannot write to the corpus folder {directory} ({exc.strerror}); "
+                              "make it writable and try again") from None
+        try:
+            rebuild(settings.model_copy(update={"corpus_dir": staging}))
+            commit(directory, staging, [d.file for d in new])
+        except BaseException:
+            discard(directory, staging)
+            raise
     log.info("added %s", ", ".join(d.doc_id for d in new))
     return [d.doc_id for d in new]

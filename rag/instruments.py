@@ -83,6 +83,13 @@ class QueryCues:
     parts: tuple[PartRef, ...] = ()
 
 
+def _is_name(text: str) -> bool:
+    """Whether a title or alias can name its document in a question. One ordinary word (a note
+    titled "space") is a word questions use anyway, not a name; acronyms (OST, CSpO) and
+    phrases are names."""
+    return len(text) >= 3 and (len(text.split()) > 1 or sum(ch.isupper() for ch in text) >= 2)
+
+
 class Catalogue:
     """Finds mentions of corpus documents by their titles and aliases."""
 
@@ -92,7 +99,7 @@ class Catalogue:
         for doc in corpus.documents:
             candidates = {doc.title, doc.short_title, doc.title.split(" (")[0],
                           *aliases.get(doc.doc_id, [])}
-            names.extend((name.strip(), doc.doc_id) for name in candidates if len(name.strip()) >= 3)
+            names.extend((name.strip(), doc.doc_id) for name in candidates if _is_name(name.strip()))
         names.sort(key=lambda item: (-len(item[0]), item[0]))
         self.names = [name for name, _ in names]
         self._patterns = [

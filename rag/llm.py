@@ -22,6 +22,15 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from rag.citations import Answer, Citation
+from rag.llm_budget import (
+    Deadline,
+    DeadlinePassed,
+    DeadlineTransport,
+    ModelSlots,
+    NoFreeSlot,
+    call_within,
+)
+from rag.llm_checks import MAX_REPLY_CHARS, SENTENCE_CHECKS
 from rag.retrieval import Hit
 from rag.sentences import is_abbreviation
 from rag.settings import Settings
@@ -74,6 +83,7 @@ def make_chat_model(settings: Settings) -> BaseChatModel | None:
     if not settings.llm_model:
         raise ValueError(f"LLM provider '{provider}' needs a model name: set SPACESEC_LLM_MODEL.")
     if provider == "openai":
+        import httpx
         from langchain_openai import ChatOpenAI
 
         return ChatOpenAI(
@@ -83,6 +93,7 @@ def make_chat_model(settings: Settings) -> BaseChatModel | None:
             timeout=settings.llm_timeout_s,
             max_retries=0,
             temperature=0,
+            http_client=httpx.Client(transport=DeadlineTransport(), follow_redirects=True),
         )
     if provider == "ollama":
         try:
@@ -93,7 +104,7 @@ def make_chat_model(settings: Settings) -> BaseChatModel | None:
                 f"{OLLAMA_INSTALL_HINT}"
             ) from exc
         kwargs = {"model": settings.llm_model, "temperature": 0,
-                  "client_kwargs": {"timeout": settings.llm_timeout_s}}
+                  "client_kwargs": {"timeout": settings.llm_timeout_s, "transport": DeadlineTransport()}}
         if settings.llm_base_url:
             kwargs["base_url"] = settings.llm_base_url
         return ChatOllama(**kwargs)
@@ -178,8 +189,9 @@ def verify(text: str, hits: list[Hit], embed: Callable[[list[str]], np.ndarray],
     Markers outside 1..len(hits) are dropped; a sentence left with no marker is removed; a
     sentence whose embedding is below ``threshold`` cosine with every passage it cites is
     removed; a cited passage the sentence is not close to loses its marker (when another cited
-    passage does support it). Returns (verified text, passage numbers in order of first use,
-    notes on what was removed).
+    passage does support it); a sentence that fails one of ``SENTENCE_CHECKS`` against the
+    passages that support it (a contradiction, an unknown link) is removed. Returns (verified
+    text, passage numbers in order of first use, notes on what was removed).
     """
     notes: list[str] = []
     sentences = split_sentences(_normalise_markers(text))
@@ -222,6 +234,11 @@ def verify(text: str, hits: list[Hit], embed: Callable[[list[str]], np.ndarray],
         if not supported:
             notes.append("Removed a sentence its cited passages do not support: \u201c"
                          + _short(plain) + "\u201d")
+            continue
+        sources = [hits[n - 1].chunk.text for n in supported]
+        refusal = next((r for check in SENTENCE_CHECKS if (r := check(plain, sources))), None)
+        if refusal:
+            notes.append("Removed a sentence that " + refusal + ": \u201c" + _short(plain) + "\u201d")
             continue
         if len(supported) < len(valid):
             sentence = re.sub(r"\s+([.,;:!?])", r"\1", _MARKER_WITH_SPACE.sub(
@@ -266,6 +283,8 @@ def _short_reason(exc: BaseException, timeout_s: float | None = None) -> str:
     """A few words for the notice: "HTTP 500", "timed out after 30 s", "could not connect"..."""
     if isinstance(exc, LLMFailure):
         return str(exc)
+    if isinstance(exc, NoFreeSlot):
+        return "the language model is busy with other questions"
     chain = _chain(exc)
     names = {cls.__name__ for e in chain for cls in type(e).__mro__}
     status = getattr(exc, "status_code", None)
@@ -297,14 +316,27 @@ def _with_notice(fallback: Answer, reason: str) -> Answer:
     return dataclasses.replace(fallback, notice=notice)
 
 
+def _too_long() -> LLMFailure:
+    return LLMFailure("the reply was too long (over " + format(MAX_REPLY_CHARS, ",") + " characters)")
+
+
 def _call_model(model: BaseChatModel, messages: list[BaseMessage],
-                stream_callback: Callable[[str], None] | None) -> str:
+                stream_callback: Callable[[str], None] | None, deadline: Deadline) -> str:
     if stream_callback is None:
-        return _message_text(model.invoke(messages))
+        text = _message_text(model.invoke(messages))
+        if len(text) > MAX_REPLY_CHARS:
+            raise _too_long()
+        return text
     parts: list[str] = []
+    received = 0
     for chunk in model.stream(messages):
+        if deadline.expired:
+            raise DeadlinePassed(deadline)  # stops reading; no token reaches the client late
         token = _message_text(chunk)
         if token:
+            received += len(token)
+            if received > MAX_REPLY_CHARS:
+                raise _too_long()  # stops reading: the stream is closed
             parts.append(token)
             try:
                 stream_callback(token)
@@ -313,22 +345,31 @@ def _call_model(model: BaseChatModel, messages: list[BaseMessage],
     return "".join(parts)
 
 
+def _default_deadline(model: BaseChatModel) -> Deadline:
+    timeout_s = getattr(model, "request_timeout", None)
+    return Deadline(timeout_s if isinstance(timeout_s, (int, float)) else 30.0)
+
+
 def llm_answer(model: BaseChatModel, question: str, hits: list[Hit],
                embed: Callable[[list[str]], np.ndarray], fallback: Answer,
                stream_callback: Callable[[str], None] | None = None,
-               threshold: float = 0.35) -> Answer:
+               threshold: float = 0.35, deadline: Deadline | None = None,
+               slots: ModelSlots | None = None) -> Answer:
     """The model's answer, verified and re-cited; or ``fallback`` with a notice saying why not.
 
     ``stream_callback`` (optional) receives the raw tokens as they arrive; they are
     unverified, so a UI must replace them with the returned Answer's text at the end.
+    ``deadline`` is the question's time budget (what a follow-up rewrite left of it; by
+    default the model's timeout), ``slots`` the process's model-call limit.
     Never raises for model or network failures.
     """
     if not hits:
         return _with_notice(fallback, "no passages to answer from")
-    timeout_s = getattr(model, "request_timeout", None)
-    timeout_s = timeout_s if isinstance(timeout_s, (int, float)) else None
+    deadline = deadline or _default_deadline(model)
+    timeout_s = deadline.seconds
     try:
-        raw = _call_model(model, build_messages(question, hits), stream_callback)
+        messages = build_messages(question, hits)
+        raw = call_within(deadline, slots, lambda: _call_model(model, messages, stream_callback, deadline))
         reply = _THINK.sub("", raw).strip()
         if not reply:
             raise LLMFailure("empty reply")
@@ -375,16 +416,21 @@ CONDENSE_PROMPT = (
 )
 
 
-def condense(model: BaseChatModel, question: str, history: list[dict[str, str]]) -> str | None:
-    """A standalone version of a follow-up question, or None when the model fails (the caller
-    then falls back to the rule-based rewrite)."""
+def condense(model: BaseChatModel, question: str, history: list[dict[str, str]],
+             deadline: Deadline | None = None, slots: ModelSlots | None = None) -> str | None:
+    """A standalone version of a follow-up question, or None when the model fails or the
+    question's ``deadline`` has no time left (the caller then uses the rule-based rewrite)."""
+    deadline = deadline or _default_deadline(model)
+    if deadline.expired:
+        return None
     turns = "\n".join(f"{m['role']}: {_short(m['content'], 600)}" for m in history[-4:])
     messages = [SystemMessage(CONDENSE_PROMPT),
                 HumanMessage("Conversation:\n" + turns + "\n\nLast question: " + question)]
     try:
-        text = _THINK.sub("", _message_text(model.invoke(messages))).strip().strip('"')
-    except Exception as exc:  # any model failure means: use the rule-based rewrite
-        log.warning("condensing the follow-up failed: %s", _short_reason(exc))
+        reply = call_within(deadline, slots, lambda: _message_text(model.invoke(messages)))
+        text = _THINK.sub("", reply).strip().strip('"')
+    except Exception as exc:  # noqa: BLE001 - any model failure means: use the rule-based rewrite
+        log.warning("condensing the follow-up failed: %s", _short_reason(exc, deadline.seconds))
         return None
     if not text or len(text) > 4 * len(question) + 300 or _looks_like_garbage(text):
         return None

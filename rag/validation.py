@@ -48,3 +48,46 @@ def clean_history(history: object) -> list[dict[str, str]]:
             if isinstance(content, str):
                 cleaned.append({"role": message["role"], "content": content[:4000]})
     return cleaned
+
+
+_FILTER_NAMES = ("document", "kind", "year")
+
+
+def _whole_year(value: object) -> int | None:
+    """``value`` as a year when it is a whole number (1967, "1967", 1967.0), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def clean_filters(doc_ids: object, kinds: object, years: object,
+                  known: dict[str, set]) -> tuple[list | None, list | None, list | None]:
+    """Filters as lists of known values (``known`` maps "document", "kind", "year" to the values
+    the corpus has); a single value is accepted, anything else is an InvalidQuestion."""
+    checked: list[list | None] = []
+    for name, values in zip(_FILTER_NAMES, (doc_ids, kinds, years), strict=True):
+        if values is None or (isinstance(values, list | tuple) and not values):
+            checked.append(None)
+            continue
+        values = list(values) if isinstance(values, list | tuple | set | frozenset) else [values]
+        if name == "year":
+            whole = [_whole_year(v) for v in values]
+            if None in whole:
+                bad = values[whole.index(None)]
+                raise InvalidQuestion(f"Years must be whole numbers such as 1967, not {bad!r}.")
+            values = whole
+        elif not all(isinstance(v, str) for v in values):
+            bad = next(v for v in values if not isinstance(v, str))
+            raise InvalidQuestion(f"A {name} filter takes {name} names as text, not {bad!r}.")
+        unknown = [v for v in values if v not in known[name]]
+        if unknown:
+            raise InvalidQuestion(f"Unknown {name} {unknown[0]!r}; choose from "
+                                  f"{', '.join(map(str, sorted(known[name])))}.")
+        checked.append(values)
+    return checked[0], checked[1], checked[2]

@@ -10,7 +10,9 @@ server-sent events, replaying a queue of scripted behaviours and recording every
 
 Behaviours (one per request, in order; an empty queue answers HTTP 500 "no script"):
 ``Reply(text)``, ``Status(code)``, ``Slow(seconds, text)``, ``Garbage(data)``,
-``Truncated(text, after)`` (streams ``after`` characters, then closes the connection).
+``Truncated(text, after)`` (streams ``after`` characters, then closes the connection),
+``Drip(text, interval)`` (sends the reply one byte every ``interval`` seconds: every read
+is quick, the whole reply is not).
 """
 
 from __future__ import annotations
@@ -45,6 +47,12 @@ class Slow:
 @dataclass
 class Garbage:
     data: bytes = b"\x00\xff\xfe{not json at all\x89PNG"
+
+
+@dataclass
+class Drip:
+    text: str = "A reply that takes its time [1]."
+    interval: float = 0.1
 
 
 @dataclass
@@ -92,10 +100,13 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
         behaviour = self.server.owner._next()
         stream = bool(body.get("stream"))
+        self.server.owner._busy(+1)
         try:
             self._perform(behaviour, stream)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (e.g. after its timeout)
+        finally:
+            self.server.owner._busy(-1)
 
     # -- behaviours -------------------------------------------------------------------
     def _perform(self, behaviour, stream: bool) -> None:
@@ -123,7 +134,33 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         if isinstance(behaviour, Truncated):
             return self._truncated(behaviour, stream)
+        if isinstance(behaviour, Drip):
+            return self._drip(behaviour, stream)
         return self._reply(behaviour.text, stream)
+
+    def _drip(self, behaviour: Drip, stream: bool) -> None:
+        if stream:
+            body = _chunk({"role": "assistant", "content": ""}) + b"".join(
+                _chunk({"content": t}) for t in _tokens(behaviour.text)) + b"data: [DONE]\n\n"
+            self._start_stream()
+        else:
+            body = json.dumps({"id": "chatcmpl-fake", "object": "chat.completion", "created": 0,
+                               "model": "fake-model", "choices": [{"index": 0, "finish_reason": "stop",
+                               "message": {"role": "assistant", "content": behaviour.text}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+        for i in range(len(body)):
+            if self.server.owner._stopping.wait(behaviour.interval):
+                return
+            if stream:
+                self._write_chunk(body[i:i + 1])
+            else:
+                self.wfile.write(body[i:i + 1])
+                self.wfile.flush()
+        if stream:
+            self._write_chunk(b"")
 
     def _reply(self, text: str, stream: bool) -> None:
         if not stream:
@@ -200,6 +237,7 @@ class FakeOpenAIServer:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self.requests: list[dict] = []
+        self.active = 0  # requests still being answered
         self.paths: list[str] = []
         self.headers: list[dict] = []
         self._httpd: _Server | None = None
@@ -214,6 +252,10 @@ class FakeOpenAIServer:
     def _next(self):
         with self._lock:
             return self._queue.popleft() if self._queue else None
+
+    def _busy(self, change: int) -> None:
+        with self._lock:
+            self.active += change
 
     def _record(self, path: str, headers: dict, body: dict) -> None:
         with self._lock:

@@ -64,7 +64,7 @@ def make_pdf(path: Path, text: str = UNIQUE) -> Path:
 
 def fake_rebuild(settings):
     embedder = FakeEmbedder()
-    return lambda: build_index(settings, embedder)
+    return lambda staged: build_index(staged, embedder)
 
 
 # -- accepted formats ---------------------------------------------------------------------
@@ -146,7 +146,7 @@ def test_failed_rebuild_rolls_back(workspace, incoming):
     path = _write_md(incoming / "zorblax-accord.md")
     before = snapshot(workspace)
 
-    def broken():
+    def broken(staged):
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError, match="disk full"):
@@ -158,7 +158,7 @@ def test_interrupted_rebuild_rolls_back(workspace, incoming):
     path = _write_md(incoming / "zorblax-accord.md")
     before = snapshot(workspace)
 
-    def interrupted():
+    def interrupted(staged):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
@@ -267,7 +267,7 @@ def test_add_rejects_bad_file_and_changes_nothing(workspace, incoming, kind):
     before = snapshot(settings)
     calls = []
     with pytest.raises(IngestError) as info:
-        add_documents([path], settings, rebuild=lambda: calls.append(1), **kwargs)
+        add_documents([path], settings, rebuild=lambda staged: calls.append(1), **kwargs)
     message = str(info.value)
     assert path.name in message
     assert words.lower() in message.lower()

@@ -265,7 +265,8 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None, 
 
     engine = rag.load(settings)
     app = build_app(engine, Handlers(engine, FeedbackLog(settings.feedback_path)), mcp)
-    app.queue(default_concurrency_limit=4)
+    # 4 workers for everything else, beyond the model calls allowed at once.
+    app.queue(default_concurrency_limit=4 + (settings.llm_max_concurrent if engine.llm_available else 0))
     theme = gr.themes.Default(font=FONTS, font_mono=MONO_FONTS)
     # RequestGuard refuses every upload and cross-site write; the 1 kB cap is a second lock
     # should Gradio add an upload route the guard does not know.

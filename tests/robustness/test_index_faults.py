@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import FakeEmbedder
+
 from rag.engine import Engine
 from rag.index_store import IndexError_, build_index, current_dir
 
