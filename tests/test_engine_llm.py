@@ -7,8 +7,8 @@ import dataclasses
 import re
 
 import pytest
-
 from fake_openai_server import FakeOpenAIServer, Reply, Status
+
 from rag.settings import Settings
 
 pytestmark = pytest.mark.slow
