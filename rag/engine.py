@@ -148,7 +148,9 @@ class Engine:
             judgement = self.answerability.judge(judged)
             if judgement.outcome == NOT_FOUND:
                 return abstain(question, f"no passage states {judgement.wanted}", hits, judgement.confidence)
-            picks = self.composer.choose(draft.candidates, draft.cues, judged.candidates[judgement.order[0]])
+            # The quotes are chosen for the question as asked (history steers retrieval, not selection).
+            lead = draft.candidates[self.answerability.lead(draft)]
+            picks = self.composer.choose(draft.candidates, draft.cues, lead)
             answer = self.composer.write(question, picks, judgement.confidence,
                                          judgement.wanted if judgement.outcome == PARTIAL else None)
         if mode == "llm":

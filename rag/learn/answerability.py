@@ -3,7 +3,7 @@
 Three parts, trained by ``rag.learn.train_answerability`` on the question set:
 
 1. a sentence model (logistic regression over ``FeatureReader.sentence_rows``): how well each
-   candidate sentence answers the question; it orders the quotes, best-answering first;
+   candidate sentence answers the question; the best leads the answer (near ties: the composer's best);
 2. a question model (logistic regression over the question's embedding): how much the
    question sounds like one the corpus cannot answer (asks for a forecast, today's facts...);
 3. the answer model (gradient-boosted trees over ``FeatureReader.answer_row`` of the quotes
@@ -34,6 +34,9 @@ META_FILE = "answerability.json"
 #: Candidates the sentence model reads (the composer's best by its own score).
 SENTENCE_CANDIDATES = 12
 
+#: How much more likely to answer another sentence must be for it to lead instead of the composer's best.
+LEAD_MARGIN = 0.1
+
 ANSWERED, PARTIAL, NOT_FOUND = "answered", "partial", "not found"
 
 
@@ -43,7 +46,6 @@ class Judgement:
 
     confidence: float  # calibrated probability that the best quotes answer the question
     outcome: str  # ANSWERED, PARTIAL or NOT_FOUND
-    order: list[int]  # candidate positions, best-answering first (the first SENTENCE_CANDIDATES)
     wanted: str  # what the question asks for, in words, for partial and not-found answers
 
 
@@ -122,27 +124,35 @@ class AnswerabilityModel:
         x = np.array([[row[name] for name in self.sentence_features] for row in rows])
         return sigmoid(self.sentence.logit(x))
 
-    def raw(self, draft: Draft) -> tuple[float, list[int]]:
-        """(uncalibrated log-odds that the draft answers, candidate order best-answering first)."""
+    def lead(self, draft: Draft) -> int:
+        """The candidate that opens the answer: the composer's best unless the sentence model
+        clearly prefers another (near ties go to the composer, whose score the model also reads)."""
         scores = self.sentence_scores(draft)
-        order = [int(i) for i in np.argsort(-scores, kind="stable")]
+        if not scores.size:
+            return 0
+        best = int(np.argmax(scores))
+        return best if scores[best] - scores[0] >= LEAD_MARGIN else 0
+
+    def raw(self, draft: Draft) -> float:
+        """Uncalibrated log-odds that the draft's quotes, best-answering first, answer it."""
+        scores = self.sentence_scores(draft)
+        order = np.argsort(-scores, kind="stable")
         ordered = replace(draft, candidates=[draft.candidates[i] for i in order])
         row = self.reader.answer_row(ordered)
         row["sentence_best"] = float(scores.max()) if scores.size else 0.0
         row["question_logit"] = float(self.question.logit(draft.vector[None, :].astype(np.float64))[0])
         x = np.array([[row[name] for name in self.answer_features]])
-        return float(self.forest.logit(x)[0]), order
+        return float(self.forest.logit(x)[0])
 
     def calibrate(self, logit: float) -> float:
         return float(sigmoid(self.calibration[0] * logit + self.calibration[1]))
 
     def judge(self, draft: Draft) -> Judgement:
-        """Confidence, outcome and quote order for ``draft`` (which must have candidates)."""
-        logit, order = self.raw(draft)
-        confidence = self.calibrate(logit)
+        """Confidence and outcome for ``draft`` (which must have candidates)."""
+        confidence = self.calibrate(self.raw(draft))
         outcome = (ANSWERED if confidence >= self.answer_threshold
                    else PARTIAL if confidence >= self.partial_threshold else NOT_FOUND)
-        return Judgement(round(confidence, 4), outcome, order, asked_for(draft.question).wanted())
+        return Judgement(round(confidence, 4), outcome, asked_for(draft.question).wanted())
 
 
 def _linear(weights: dict[str, np.ndarray], name: str) -> Linear:
