@@ -16,16 +16,36 @@ from pathlib import Path
 
 _CURRENT_STATE = re.compile(
     r"\b(currently|at present|presently|right now|nowadays|these days|as of (?:today|now|\d{4})|"
-    r"to date|so far|up to date|latest|most recent|upcoming|next (?:meeting|year|session|summit)|"
-    r"will (?:\w+ ){0,3}(?:take place|be held|meet|happen))\b",
+    r"to date|so far|will (?:[\w'\u2019-]+ ){0,6}(?:take place|be held))\b",
     re.IGNORECASE,
 )
 _NUMBER = re.compile(r"\b\d+(?:[./-]\d+)*\b")
 _ACRONYM = re.compile(r"\b[A-Z][A-Z0-9-]{1,9}s?\b")
-_CAPITALISED_RUN = re.compile(r"\b[A-Z][a-z'’]+(?:\s+[A-Z][a-z'’]+)+\b")
+_CAPITALISED_RUN = re.compile(r"\b[A-Z][a-z'’]+(?:\s+(?:of\s+(?:the\s+)?)?[A-Z][a-z'’]+)+\b")
 _SAFE_ACRONYMS = frozenset({"UN", "US", "USA", "UK", "EU", "OST", "LTS", "NPS", "CSPO", "ASAT", "DA-ASAT"})
-_NUMBER_WORDS = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "fifteen", "twenty", "thirty", "forty", "fifty", "sixty", "hundred", "thousand", "million", "first", "second", "third", "once", "twice", "annual", "annually", "daily", "monthly", "yearly"]
-_MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november", "december"]
+#: Nouns that make a name the name of an instrument ("Artemis Accords", "Hague Code").
+_INSTRUMENT_NOUN = (r"(?:acts?|accords?|agreements?|treat(?:y|ies)|conventions?|regulations?|rules?|resolutions?|"
+                    r"publications?|standards?|codes?|protocols?|charters?|principles|guidelines|laws?|"
+                    r"directives?|statutes?|polic(?:y|ies)|frameworks?|manuals?|reports?|declarations?|"
+                    r"memorand(?:um|a)|recommendations?|decisions?|strateg(?:y|ies)|arrangements?|pacts?|compacts?|"
+                    r"doctrines?)")
+_IS_INSTRUMENT = re.compile(rf"\b{_INSTRUMENT_NOUN}\b", re.IGNORECASE)
+_PART_WORD = re.compile(r"\s*\b(?:Article|Principle|Guideline|Section|Paragraph|Part)s?\b\s*")
+_PLACEHOLDER = re.compile(r"\b(?:Countr(?:y|ies)|States?|Operators?|Companies|Company|Firms?)"
+                          r"(?:\s+(?:[A-Z]|and|or|,))+\b")
+_PART_BEFORE = re.compile(r"\b(?:article|principle|guideline|section|paragraph|part|chapter|annex)s?\.?\s*$",
+                          re.IGNORECASE)
+_NAME_BEFORE = re.compile(r"\b(?:[A-Z][a-z]+|[A-Z]{2,}[\w-]*)[\s-]+$")  # "Cosmos 954", "ISO 24113"
+_INSTRUMENT_BEFORE = re.compile(rf"\b{_INSTRUMENT_NOUN}(?:\s+(?:of|no\.?))?\s+$", re.IGNORECASE)
+_INSTRUMENT_AFTER = re.compile(rf"\s+(?:[\w-]+\s+){{0,3}}{_INSTRUMENT_NOUN}\b", re.IGNORECASE)
+_MONTH_DATE = re.compile(r"\b(?:\d{1,2}\s+)?(?:January|February|March|April|May|June|July|August|"
+                         r"September|October|November|December)\s+\d{4}\b")
+_NUMBER_WORDS = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+                 "twelve", "fifteen", "twenty", "thirty", "forty", "fifty", "sixty", "hundred", "thousand",
+                 "million", "first", "second", "third", "once", "twice", "annual", "annually", "daily",
+                 "monthly", "yearly"]
+_MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august", "september",
+           "october", "november", "december"]
 _ASKS_NUMBER = re.compile(r"\b(how (?:many|much|long|far|high|soon)|what (?:altitude|height|distance|"
                           r"percentage|number|amount|dose|limit))\b", re.IGNORECASE)
 _ASKS_DATE = re.compile(r"^\W*when\b|\b(?:what|which) (?:year|date)\b", re.IGNORECASE)
@@ -61,19 +81,53 @@ class Vocabulary:
 
     def mentions(self, term: str) -> bool:
         term = " ".join(term.lower().split())
-        return term in self._tokens or f" {term}" in f" {self._lower}"
+        # "A/68/189" in the corpus mentions "68/189".
+        return term in self._tokens or f" {term}" in f" {self._lower}" or f"/{term}" in self._lower
 
 
-def salient_terms(question: str) -> list[str]:
-    """Numbers, acronyms and multi-word proper names: terms whose absence means no answer.
+def _normalise_names(question: str) -> str:
+    """The question with what makes an ordinary word look like a name taken out: capitals at
+    the start of each sentence, possessive endings, and placeholder parties ("Country B")."""
+    question = re.sub(r"(?:^|(?<=[.?!:;]\s))\W*\w+", lambda m: m.group(0).lower(), question)
+    question = re.sub(r"(\w)['’]s?\b", r"\1", question)
+    question = _PLACEHOLDER.sub(" ", question)
+    return _MONTH_DATE.sub(" ", question)  # a date in a scenario is part of the story
 
-    Pass the question with document names removed; its first word is capitalised anyway."""
-    question = re.sub(r"^\W*\w+", lambda m: m.group(0).lower(), question)
-    terms = _NUMBER.findall(question)
-    terms += [a for a in _ACRONYM.findall(question) if a.upper().rstrip("S") not in _SAFE_ACRONYMS
-              and a.upper() not in _SAFE_ACRONYMS]
-    terms += [run.strip() for run in _CAPITALISED_RUN.findall(question)]
-    return terms
+
+def name_terms(question: str) -> tuple[list[str], list[str]]:
+    """(instrument terms, other names) of ``question``: terms whose absence from the corpus
+    means it cannot answer.
+
+    Instrument terms name a text: an identifier with a number ("ISO 24113", "77/41", "Act
+    2018"), a capitalised name with an instrument noun ("Artemis Accords"), an acronym next to
+    one ("the FCC rule"). When the corpus lacks one, it does not hold the text asked about.
+    Other names (people, places, bodies, bare numbers) may be a question's own story ("a
+    capsule lands in Kenya"), so their absence is only evidence. Pass the question with the
+    corpus's document names removed."""
+    question = _normalise_names(question)
+    instruments: list[str] = []
+    others: list[str] = []
+    for match in _NUMBER.finditer(question):
+        before, after = question[max(0, match.start() - 40):match.start()], question[match.end():]
+        if _PART_BEFORE.search(before):
+            continue  # "Article 22": a part reference, which retrieval resolves
+        identifier = (not match.group(0).isdigit()  # 77/41, 8719.14
+                      or _NAME_BEFORE.search(before) or _INSTRUMENT_BEFORE.search(before)
+                      or _INSTRUMENT_AFTER.match(after))
+        (instruments if identifier else others).append(match.group(0))
+    for acronym in _ACRONYM.findall(question):
+        if acronym.upper() in _SAFE_ACRONYMS or acronym.upper().rstrip("S") in _SAFE_ACRONYMS:
+            continue
+        at = question.find(acronym)
+        near = question[max(0, at - 30):at + len(acronym) + 40]
+        (instruments if _IS_INSTRUMENT.search(near) or re.search(rf"{re.escape(acronym)}[\s-]+\d", near)
+         else others).append(acronym)
+    for run in _CAPITALISED_RUN.findall(question):
+        name = _PART_WORD.sub(" ", run).strip()
+        if not name:
+            continue
+        (instruments if _IS_INSTRUMENT.search(name) else others).append(name)
+    return instruments, others
 
 
 def unanswerable_reason(question: str, vocabulary: Vocabulary) -> str | None:
@@ -87,7 +141,7 @@ def unanswerable_reason(question: str, vocabulary: Vocabulary) -> str | None:
     if match:
         return (f"the question asks about the present or the future (\u201c{match.group(0)}\u201d), "
                 "and the corpus is a fixed set of texts with no current data")
-    missing = [t for t in salient_terms(question) if not vocabulary.mentions(t)]
+    missing = [t for t in name_terms(question)[0] if not vocabulary.mentions(t)]
     if missing:
         term = missing[0] if len(missing[0]) <= 60 else missing[0][:57] + "..."
         return f"the corpus does not mention \u201c{term}\u201d"

@@ -60,9 +60,18 @@ class AnswerComposer:
         weight = sum(self._idf.get(t, self._default_idf) for t in question_terms)
         return sum(self._idf.get(t, self._default_idf) for t in found) / weight
 
+    def idf(self, term: str) -> float:
+        """Inverse passage frequency of a stemmed term (highest for terms the corpus lacks)."""
+        return self._idf.get(term, self._default_idf)
+
     def select(self, question_vector: np.ndarray, content_question: str, hits: list[Hit],
                cues: QueryCues) -> list[Pick]:
         """Up to ``max_answer_sentences`` non-redundant sentences, best first (MMR)."""
+        return self.choose(self.candidates(question_vector, content_question, hits, cues), cues)
+
+    def candidates(self, question_vector: np.ndarray, content_question: str, hits: list[Hit],
+                   cues: QueryCues) -> list[Pick]:
+        """Every sentence of the top passages, scored against the question, best first."""
         if not hits:
             return []
         terms = set(tokenize(content_question))
@@ -86,14 +95,16 @@ class AnswerComposer:
                     score += ANSWER_TYPE_BONUS
                 candidates.append(Pick(hit, row, start, end, score))
         candidates.sort(key=lambda p: (-p.score, p.row))
-        return self._mmr(candidates, cues)
+        return candidates
 
-    def _mmr(self, candidates: list[Pick], cues: QueryCues) -> list[Pick]:
-        chosen: list[Pick] = []
+    def choose(self, candidates: list[Pick], cues: QueryCues, first: Pick | None = None) -> list[Pick]:
+        """Up to ``max_answer_sentences`` of ``candidates`` (best composer score first), without
+        repeats (MMR); ``first``, the sentence that best answers when a model says so, leads."""
+        chosen: list[Pick] = [first] if first else []
         # A question that names several instruments gets the best sentence of each.
         for doc_id in cues.doc_ids[:4] if len(cues.doc_ids) > 1 else ():
             best = next((p for p in candidates if p.hit.chunk.doc_id == doc_id), None)
-            if best and best not in chosen:
+            if best and best.row not in {c.row for c in chosen} and not (first and first.hit.chunk.doc_id == doc_id):
                 chosen.append(best)
         if not candidates:
             return chosen
@@ -102,8 +113,9 @@ class AnswerComposer:
         lam = self.settings.mmr_lambda
         while len(chosen) < self.settings.max_answer_sentences:
             best, best_value = None, -math.inf
+            taken = {c.row for c in chosen}
             for pick in candidates:
-                if pick in chosen or pick.score < floor:
+                if pick.row in taken or pick.score < floor:
                     continue
                 redundancy = max((float(vectors[pick.row] @ vectors[c.row]) for c in chosen), default=0.0)
                 value = lam * pick.score - (1 - lam) * redundancy
@@ -114,31 +126,44 @@ class AnswerComposer:
             chosen.append(best)
         return chosen
 
-    def write(self, question: str, picks: list[Pick]) -> Answer:
-        """Template the picks into prose; each quote is a verbatim slice with its marker."""
+    def write(self, question: str, picks: list[Pick], confidence: float | None = None,
+              not_stated: str | None = None) -> Answer:
+        """Template the picks into prose; each quote is a verbatim slice with its marker.
+
+        The first pick leads; the others follow grouped by instrument (the lead's first), each
+        instrument named once. ``not_stated`` makes the answer partial: it opens by saying what
+        the corpus does not state. Without ``confidence`` (no answerability model), the best
+        sentence's score stands in for it."""
+        order: dict[str, list[Pick]] = {}
+        for pick in picks:
+            order.setdefault(pick.hit.chunk.doc_id, []).append(pick)
         citations: list[Citation] = []
-        parts: list[str] = []
-        previous: tuple[str, str] | None = None
-        # Quotes from one section stay together, sections in the order of their best quote.
-        first = {}
-        for i, pick in enumerate(picks):
-            first.setdefault((pick.hit.chunk.doc_id, pick.hit.chunk.section), i)
-        picks = sorted(picks, key=lambda p: first[(p.hit.chunk.doc_id, p.hit.chunk.section)])
-        for n, pick in enumerate(picks, 1):
-            chunk = pick.hit.chunk
-            start, end = _trim(chunk.text, pick.start, pick.end)
-            citations.append(Citation.from_chunk(n, chunk, start, end, pick.hit.dense))
-            quote = f"\u201c{chunk.text[start:end]}\u201d [{n}]."
-            where = (chunk.doc_id, chunk.section)
-            if where == previous:
-                parts.append(f"It also provides: {quote}")
-            else:
-                parts.append(f"According to {_name(chunk)}, {chunk.section}: {quote}")
-            previous = where
-        # Until the answerability model is trained: the best sentence's score, clipped to [0, 1].
-        confidence = min(max(max(p.score for p in picks), 0.0), 1.0) if picks else 0.0
-        return Answer(question=question, text=" ".join(parts), citations=citations, abstained=False,
-                      confidence=round(confidence, 4))
+        blocks: list[str] = []
+        for number, group in enumerate(order.values()):
+            # Quotes of one section stay together, in the order of the section's first quote.
+            sections = {}
+            for pick in group:
+                sections.setdefault(pick.hit.chunk.section, []).append(pick)
+            lines = []
+            for section, section_picks in sections.items():
+                for pick in section_picks:
+                    chunk = pick.hit.chunk
+                    start, end = _trim(chunk.text, pick.start, pick.end)
+                    citations.append(Citation.from_chunk(len(citations) + 1, chunk, start, end, pick.hit.dense))
+                    quote = f"\u201c{chunk.text[start:end]}\u201d [{len(citations)}]"
+                    if lines:
+                        lines.append(f"{section}: {quote}")
+                    else:
+                        lead = "According to" if number == 0 else "In"
+                        lines.append(f"{lead} {_name(chunk)}, {section}: {quote}")
+            blocks.append("\n".join(lines))
+        text = "\n\n".join(blocks)
+        if not_stated:
+            text = f"The corpus does not state {not_stated}; the closest provisions say:\n\n{text}"
+        if confidence is None:
+            confidence = min(max(max(p.score for p in picks), 0.0), 1.0) if picks else 0.0
+        return Answer(question=question, text=text, citations=citations, abstained=False,
+                      confidence=round(confidence, 4), partial=bool(not_stated))
 
 
 def _name(chunk: Chunk) -> str:

@@ -143,10 +143,13 @@ def cmd_add(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.split:
         return _validate(args)
-    if not args.qa:
-        raise ValueError("give a question set with --qa FILE, or a validation split with --split")
+    if not args.qa and not args.held_out:
+        raise ValueError("give a question set with --qa FILE, a validation split with --split, "
+                         "or held-out answers with --held-out")
     from rag import evaluation
 
+    if args.held_out:
+        return _eval_held_out(args, _engine(args))
     items = evaluation.load_items(Path(args.qa))  # checked line by line before the engine loads
     engine = _engine(args)
 
@@ -186,6 +189,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(evaluation.format_table(f"Retrieval: {name}", summary) + "\n")
     if "answers" in report:
         print(evaluation.format_table("Answers (extractive)", report["answers"]))
+    return 0
+
+
+def _eval_held_out(args: argparse.Namespace, engine) -> int:
+    """Answers on held-out training questions, with an answerability model trained on the rest."""
+    import tempfile
+
+    from rag import evaluation
+    from rag.learn.questions import load_questions
+
+    questions = load_questions(Path(args.questions))
+    work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="spacesec-eval-"))
+    report = evaluation.held_out_answers(engine, questions, args.held_out, args.seed, work)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"Held out: {report['held_out']} questions ({report['split']}, seed {report['seed']}); "
+          f"answerability model trained on {report['trained_on']} in {report['training']['seconds']} s")
+    print(evaluation.format_table("Answers (extractive), held-out questions", report["answers"]))
     return 0
 
 
@@ -297,6 +319,12 @@ def build_parser() -> argparse.ArgumentParser:
                           help="with --split documents: also score with this tuned_weight_on_untrained "
                                "(repeatable)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
+    evaluate.add_argument("--questions", default=str(Path(__file__).resolve().parent.parent / "training" / "questions.jsonl"),
+                          help="training question set, for --held-out (default: training/questions.jsonl)")
+    evaluate.add_argument("--held-out", help="score answers on held-out training questions: 'provision' or "
+                                             "'document:<id>' (trains the answerability model on the rest)")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the held-out split and the training")
+    evaluate.add_argument("--work-dir", help="where the held-out model and the retrieval cache go (default: a temporary folder)")
     evaluate.add_argument("--k", type=int, default=10)
     evaluate.add_argument("--json", action="store_true")
     evaluate.add_argument("--no-baselines", action="store_true", help="skip the two tutorial baselines")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
@@ -26,6 +26,8 @@ from rag.index_store import (
     load_index,
 )
 from rag.instruments import Catalogue, PartRef, section_ref
+from rag.learn.answerability import NOT_FOUND, PARTIAL, AnswerabilityModel, load_answerability
+from rag.learn.features import Draft, FeatureReader
 from rag.learn.model_store import QUERY_LORA, TunedModelError, read_tuned_model
 from rag.llm import condense, llm_answer, make_chat_model
 from rag.llm_budget import Deadline, ModelSlots
@@ -49,6 +51,7 @@ class Engine:
     composer: AnswerComposer
     vocabulary: Vocabulary
     chat_model: object | None = None  # a LangChain chat model when the LLM mode is configured
+    answerability: AnswerabilityModel | None = None  # None: the rule-based checks decide alone
     model_slots: ModelSlots = field(default_factory=ModelSlots)  # model calls allowed at once
 
     @classmethod
@@ -93,8 +96,12 @@ class Engine:
         catalogue = Catalogue(corpus)
         vocabulary = index.vocabulary.extended(catalogue.names)
         retriever.embed_query("outer space")  # load the model now, not on the first question
-        return cls(settings, corpus, index, retriever, catalogue, AnswerComposer(index, settings), vocabulary,
-                   make_chat_model(settings), ModelSlots(settings.llm_max_concurrent))
+        composer = AnswerComposer(index, settings)
+        # The model reads similarities to the question's vector: it fits one question encoder.
+        answerability = load_answerability(settings.answerability_dir, retriever.query_embedder.name,
+                                           FeatureReader(composer, vocabulary))
+        return cls(settings, corpus, index, retriever, catalogue, composer, vocabulary,
+                   make_chat_model(settings), answerability, ModelSlots(settings.llm_max_concurrent))
 
     @property
     def llm_available(self) -> bool:
@@ -122,22 +129,60 @@ class Engine:
         deadline = Deadline(self.settings.llm_timeout_s if mode == "llm" else 0.0)
         hits = self.search(question, self.settings.answer_passages if k is None else k, history,
                            doc_ids, kinds, years, deadline)
-        content = self.catalogue.without_names(question)
-        vector = self.retriever.embed_query(question)
-        reason = unanswerable_reason(content, self.vocabulary) or self._off_topic(vector, hits)
-        picks = []
-        if not reason:
-            cues = self.catalogue.cues(question)
-            picks = self.composer.select(vector, content, hits, cues)
-            texts = [p.hit.chunk.text[p.start:p.end] for p in picks]
-            reason = "no passage answers it" if not picks else lacks_answer_type(question, texts)
+        draft = self.draft(question, hits)
+        reason = self.refusal(draft) or (None if draft.candidates else "no passage answers it")
         if reason:
             return abstain(question, reason, hits)
-        answer = self.composer.write(question, picks)
+        if self.answerability is None:
+            picks = self.composer.choose(draft.candidates, draft.cues)
+            reason = lacks_answer_type(question, [p.hit.chunk.text[p.start:p.end] for p in picks])
+            if reason:
+                return abstain(question, reason, hits)
+            answer = self.composer.write(question, picks)
+        else:
+            # A follow-up is judged as the question it stands for ("and who pays?" alone asks little).
+            judged = draft
+            if history and is_follow_up(question):
+                query = standalone_query(question, clean_history(history), self.catalogue, self.settings.history_turns)
+                judged = self.draft(query, hits) if query != question else draft
+            judgement = self.answerability.judge(judged)
+            if judgement.outcome == NOT_FOUND:
+                return abstain(question, f"no passage states {judgement.wanted}", hits, judgement.confidence)
+            # The quotes are chosen for the question as asked (history steers retrieval, not selection).
+            lead = draft.candidates[self.answerability.lead(draft)]
+            picks = self.composer.choose(draft.candidates, draft.cues, lead)
+            answer = self.composer.write(question, picks, judgement.confidence,
+                                         judgement.wanted if judgement.outcome == PARTIAL else None)
         if mode == "llm":
-            return llm_answer(self.chat_model, question, hits, self.retriever.embedder.embed, answer, stream,
-                              deadline=deadline, slots=self.model_slots)
+            written = llm_answer(self.chat_model, question, hits, self.retriever.embedder.embed, answer, stream,
+                                 deadline=deadline, slots=self.model_slots)
+            return self._judged_like(written, answer)
         return answer
+
+    @staticmethod
+    def _judged_like(written: Answer, extractive: Answer) -> Answer:
+        """The chat model's answer carries the check of the passages it was given: their
+        confidence, and when they answer only in part, the same opening that says so."""
+        if written.mode != "llm" or written.abstained:
+            return written
+        opening = extractive.text.split("\n\n", 1)[0]  # "The corpus does not state ...; the closest ..."
+        text = written.text
+        if extractive.partial and not text.startswith(opening):
+            text = f"{opening}\n\n{text}"
+        return replace(written, text=text, confidence=extractive.confidence, partial=extractive.partial)
+
+    def draft(self, question: str, hits: list[Hit]) -> Draft:
+        """The question with its passages and every sentence of them scored: what the answer is
+        chosen from (and what the answerability model reads)."""
+        content = self.catalogue.without_names(question)
+        vector = self.retriever.embed_query(question)
+        cues = self.catalogue.cues(question)
+        return Draft(question, content, vector, hits, self.composer.candidates(vector, content, hits, cues), cues)
+
+    def refusal(self, draft: Draft) -> str | None:
+        """Why the corpus cannot answer, before any sentence is judged: the rules that need no
+        model (a text the corpus does not hold, today's facts, off topic), or None."""
+        return unanswerable_reason(draft.content, self.vocabulary) or self._off_topic(draft.vector, draft.hits)
 
     def _off_topic(self, vector, hits: list[Hit]) -> str | None:
         """A question no sentence of the corpus comes near is outside space law and security.
@@ -284,14 +329,15 @@ def _query_embedder(settings: Settings, corpus: Corpus, index: LoadedIndex, embe
     return TunedQueryEmbedder(settings.embedder, tuned.folder / QUERY_LORA, settings.embed_batch_size), untrained
 
 
-def abstain(question: str, reason: str, hits: list[Hit]) -> Answer:
+def abstain(question: str, reason: str, hits: list[Hit], confidence: float = 0.0) -> Answer:
     """The corpus does not answer: say so, and list the closest passages as related only."""
     related = [Citation.from_chunk(n, h.chunk, *_lead_sentence(h.chunk.text), h.dense)
                for n, h in enumerate(hits[:3], 1)]
     reason = reason[:1].upper() + reason[1:]  # it follows "Not found in the corpus:" as a sentence
     text = (f"Not found in the corpus: {reason}. The passages below are the closest the corpus has; "
             "they are related material, not an answer.")
-    return Answer(question=question, text=text, citations=[], abstained=True, related=related)
+    return Answer(question=question, text=text, citations=[], abstained=True, related=related,
+                  confidence=confidence)
 
 
 def _lead_sentence(text: str) -> tuple[int, int]:

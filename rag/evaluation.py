@@ -148,30 +148,79 @@ def keyword_share(answer: str, keywords: Sequence[str]) -> float:
 
 
 def score_answers(items: list[Item], ask: Callable[[str, list], object], source_text: Callable[[str], str]) -> dict[str, dict[str, float]]:
-    """Keyword hit, citation hit, abstention accuracy, false abstention and quote validity."""
+    """Keyword hit, citation hit (any citation, and the first), abstention, partial answers,
+    false abstention and quote validity per question type; the AUROC and the expected
+    calibration error of ``confidence`` between answerable and unanswerable questions."""
+    from rag.learn.train_answerability import auroc, expected_calibration_error
+
     by_type: dict[str, Scores] = defaultdict(Scores)
-    latencies = []
+    latencies, labels, confidences = [], [], []
     for item in items:
         started = time.perf_counter()
         answer = ask(item.question, list(item.history))
         latencies.append(time.perf_counter() - started)
         valid = all(c.quote in c.text and source_text(c.doc_id).find(c.text) >= 0 for c in answer.citations)
+        partial = float(getattr(answer, "partial", False))
         if item.answerable:
             metrics = {
                 "keyword_hit": keyword_share(answer.text, item.answer_keywords),
                 "citation_hit": float(any(gold_covered(item, [c.text for c in answer.citations]))),
+                "first_citation_hit": float(any(gold_covered(item, [c.text for c in answer.citations[:1]]))),
                 "false_abstention": float(answer.abstained),
+                "partial": partial,
                 "quote_validity": float(valid),
             }
         else:
-            metrics = {"abstention_accuracy": float(answer.abstained), "quote_validity": float(valid)}
+            metrics = {"abstention_accuracy": float(answer.abstained),
+                       "abstained_or_partial": float(answer.abstained or bool(partial)),
+                       "quote_validity": float(valid)}
+        labels.append(int(item.answerable))
+        confidences.append(float(getattr(answer, "confidence", 0.0)))
         for key in ("all", item.type):
             by_type[key].add(**metrics)
     summary = _summarise(by_type)
     latencies.sort()
     summary["all"]["ask_p50_ms"] = 1000 * latencies[len(latencies) // 2]
     summary["all"]["ask_p95_ms"] = 1000 * latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))]
+    if 0 < sum(labels) < len(labels):
+        summary["all"]["confidence_auroc"] = round(auroc(labels, confidences), 4)
+        summary["all"]["confidence_ece"] = round(expected_calibration_error(labels, confidences), 4)
     return summary
+
+
+def question_items(questions) -> list[Item]:
+    """Training-set questions (``rag.learn.questions.Question``) as evaluation items: the type
+    is the style, or "unanswerable: <kind>"; the quote is the gold passage text."""
+    return [Item(q.id, q.style if q.answerable else f"unanswerable: {q.kind}", q.question, q.answerable,
+                 (q.quote,) if q.answerable else (), (), (), ()) for q in questions]
+
+
+def held_out_answers(engine, questions, split: str, seed: int, work_dir: Path) -> dict:
+    """Answer metrics on the held-out part of a question set, with an answerability model
+    trained on the rest only (written to ``work_dir``; retrieval drafts cached there).
+
+    ``split``: "provision" (30% of the provisions, and 30% of the unanswerable questions at
+    random) or "document:<id>" (every question about that document)."""
+    from rag.learn.answerability import load_answerability
+    from rag.learn.features import FeatureReader
+    from rag.learn.questions import split_by_document, split_by_provision
+    from rag.learn.train_answerability import train_answerability
+
+    if split == "provision":
+        train, held_out = split_by_provision(questions, share=0.3, seed=seed)
+    elif split.startswith("document:"):
+        train, held_out = split_by_document(questions, split.removeprefix("document:"))
+    else:
+        raise ValueError(f"unknown split {split!r}; use 'provision' or 'document:<document id>'")
+    if not held_out or not train:
+        raise ValueError(f"the split {split!r} leaves nothing to train on or nothing to score")
+    training = train_answerability(engine, train, work_dir / "model", seed, cache_dir=work_dir)
+    engine.answerability = load_answerability(work_dir / "model", engine.retriever.query_embedder.name,
+                                              FeatureReader(engine.composer, engine.vocabulary))
+    answers = score_answers(question_items(held_out), lambda q, h: engine.ask(q, history=h),
+                            lambda doc_id: engine.corpus.text(engine.corpus.get(doc_id)))
+    return {"split": split, "seed": seed, "trained_on": len(train), "held_out": len(held_out),
+            "training": training, "answers": answers}
 
 
 def _summarise(by_type: dict[str, Scores]) -> dict[str, dict[str, float]]:
@@ -230,8 +279,9 @@ def other_runtimes(engine) -> dict[str, object]:
 
 def format_table(title: str, summary: dict[str, dict[str, float]]) -> str:
     metrics = [m for m in next(iter(summary.values())) if m != "n"]
-    lines = [title, f"{'type':<14}{'n':>4}" + "".join(f"{m:>20}" for m in metrics)]
+    width = max(14, *(len(key) + 2 for key in summary))
+    lines = [title, f"{'type':<{width}}{'n':>4}" + "".join(f"{m:>20}" for m in metrics)]
     for key, row in summary.items():
         cells = "".join(f"{row[m]:>20.3f}" if isinstance(row.get(m), float | int) else f"{'-':>20}" for m in metrics)
-        lines.append(f"{key:<14}{row['n']:>4}{cells}")
+        lines.append(f"{key:<{width}}{row['n']:>4}{cells}")
     return "\n".join(lines)

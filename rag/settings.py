@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     #: Below this best sentence similarity a question is off topic (dev: off-topic <= 0.24,
     #: answerable >= 0.32).
     off_topic_similarity: float = 0.27
+    #: The trained answerability model (``spacesec tune`` writes it); None: rule-based checks only.
+    answerability_dir: Path | None = ROOT / "rag" / "data" / "answerability"
     #: The web app marks an answer "weak match" when its confidence is below this.
     weak_answer_confidence: float = 0.5
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from rag.citations import Answer, Citation
+from tests.answer_framing import framing_pattern
 
 pytestmark = pytest.mark.slow
 
@@ -69,20 +70,6 @@ def check_citation_is_verbatim(engine, c: Citation) -> None:
     assert source[chunk.start + c.quote_start:chunk.start + c.quote_start + len(c.quote)] == c.quote
     meta = engine.corpus.get(c.doc_id)
     assert (c.short_title, c.year, c.title) == (meta.short_title, meta.year, meta.title)
-
-
-def framing_pattern(answer: Answer) -> re.Pattern[str]:
-    """The exact text the templates may write around the citations' quotes, nothing else."""
-    parts = []
-    for i, c in enumerate(answer.citations):
-        quote = f"\u201c{re.escape(c.quote)}\u201d \\[{c.n}\\]\\."
-        same_place = i > 0 and (answer.citations[i - 1].doc_id, answer.citations[i - 1].section) == (c.doc_id, c.section)
-        if same_place:
-            parts.append(f"It also provides: {quote}")
-        else:
-            parts.append(f"According to (?:the )?{re.escape(c.short_title)} \\({c.year}\\), "
-                         f"{re.escape(c.section)}: {quote}")
-    return re.compile(" ".join(parts), re.DOTALL)
 
 
 def check_answer(engine, answer: Answer, question: str | None = None) -> None:

@@ -7,8 +7,8 @@ import dataclasses
 import re
 
 import pytest
-
 from fake_openai_server import FakeOpenAIServer, Reply, Status
+
 from rag.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -83,3 +83,20 @@ def test_condensing_failure_falls_back_to_the_rule_based_rewrite(llm_engine):
     history = [{"role": "user", "content": "What does the Rescue Agreement say about space objects landing abroad?"}]
     docs = engine.retrieve("Who bears the expenses of recovering and returning it?", k=3, history=history)
     assert any(d.metadata["doc_id"] == "rescue-agreement-1968" for d in docs)
+
+
+def test_the_answerability_check_gates_the_models_answer(llm_engine):
+    engine, server = llm_engine
+    question = "What penalties does the Outer Space Treaty set for a State that puts nuclear weapons in orbit?"
+    extractive = engine.ask(question, mode="extractive")
+    assert extractive.partial
+    server.script(Reply("States Parties undertake not to place nuclear weapons in orbit around the Earth [1]."))
+    answer = engine.ask(question, mode="llm")
+    assert answer.mode == "llm" and answer.partial and not answer.abstained
+    assert answer.confidence == extractive.confidence
+    assert answer.text.startswith("The corpus does not state a penalty, sanction or means of enforcement; "
+                                  "the closest provisions say:\n\n")
+    _assert_invariants(answer)
+    server.requests.clear()
+    refused = engine.ask("How many days does a State have to return rescued astronauts?", mode="llm")
+    assert refused.abstained and not server.requests  # not found: the model is not asked

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from hypothesis import strategies as st
 from langchain_core.documents import Document
 
 from rag.citations import Answer, Citation
+from tests.answer_framing import framing_pattern
 
 pytestmark = pytest.mark.slow
 
@@ -50,20 +50,6 @@ def check_citation(engine, c: Citation) -> None:
     assert c.quote and c.quote in c.text
     assert c.text[c.quote_start:c.quote_start + len(c.quote)] == c.quote
     assert c.text in engine.corpus.text(engine.corpus.get(c.doc_id))
-
-
-def framing_pattern(answer: Answer) -> re.Pattern[str]:
-    """The only text the extractive templates may write around the quotes."""
-    parts = []
-    for i, c in enumerate(answer.citations):
-        quote = f"\u201c{re.escape(c.quote)}\u201d \\[{c.n}\\]\\."
-        prev = answer.citations[i - 1] if i else None
-        if prev and (prev.doc_id, prev.section) == (c.doc_id, c.section):
-            parts.append(f"It also provides: {quote}")
-        else:
-            parts.append(f"According to (?:the )?{re.escape(c.short_title)} \\({c.year}\\), "
-                         f"{re.escape(c.section)}: {quote}")
-    return re.compile(" ".join(parts), re.DOTALL)
 
 
 def check_answer(engine, answer) -> None:

@@ -1,0 +1,183 @@
+"""Does the corpus answer the question? The learned check, at serving time (numpy only).
+
+Three parts, trained by ``rag.learn.train_answerability`` on the question set:
+
+1. a sentence model (logistic regression over ``FeatureReader.sentence_rows``): how well each
+   candidate sentence answers the question; the best leads the answer (near ties: the composer's best);
+2. a question model (logistic regression over the question's embedding): how much the
+   question sounds like one the corpus cannot answer (asks for a forecast, today's facts...);
+3. the answer model (gradient-boosted trees over ``FeatureReader.answer_row`` of the quotes
+   in that order, plus the two scores above), calibrated by Platt scaling on held-out
+   folds: ``confidence`` is the probability that the quotes answer the question.
+
+Two thresholds on the confidence, chosen on held-out folds, give the three outcomes: answered,
+partial (quotes shown, with what the corpus does not state) and not found.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from rag.asked import asked_for
+from rag.learn.features import Draft, FeatureReader
+
+log = logging.getLogger(__name__)
+
+ARTIFACT_VERSION = 1
+WEIGHTS_FILE = "answerability.npz"
+META_FILE = "answerability.json"
+#: Candidates the sentence model reads (the composer's best by its own score).
+SENTENCE_CANDIDATES = 12
+
+#: How much more likely to answer another sentence must be for it to lead instead of the composer's best.
+LEAD_MARGIN = 0.1
+
+ANSWERED, PARTIAL, NOT_FOUND = "answered", "partial", "not found"
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The model's verdict on a draft answer."""
+
+    confidence: float  # calibrated probability that the best quotes answer the question
+    outcome: str  # ANSWERED, PARTIAL or NOT_FOUND
+    wanted: str  # what the question asks for, in words, for partial and not-found answers
+
+
+@dataclass(frozen=True)
+class Linear:
+    """A standardised logistic regression: sigmoid(((x - mean) / scale) @ coef + intercept)."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+
+    def logit(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self.mean) / self.scale) @ self.coef + self.intercept
+
+
+@dataclass(frozen=True)
+class Forest:
+    """Gradient-boosted trees in flat arrays: node ``i`` of tree ``t`` sits at ``roots[t] + i``."""
+
+    feature: np.ndarray  # int, -1 at leaves
+    threshold: np.ndarray
+    left: np.ndarray  # tree-local child indices
+    right: np.ndarray
+    missing_left: np.ndarray  # bool: where a NaN goes
+    value: np.ndarray  # leaf values
+    roots: np.ndarray
+    baseline: float
+
+    def logit(self, x: np.ndarray) -> np.ndarray:
+        """Raw scores (log-odds) of the rows of ``x``."""
+        x = np.atleast_2d(x)
+        total = np.full(len(x), self.baseline)
+        rows = np.arange(len(x))
+        for root in self.roots:
+            node = np.zeros(len(x), dtype=np.int64)
+            while True:
+                at = root + node
+                feature = self.feature[at]
+                inner = feature >= 0
+                if not inner.any():
+                    break
+                values = x[rows, np.maximum(feature, 0)]
+                go_left = np.where(np.isnan(values), self.missing_left[at], values <= self.threshold[at])
+                node = np.where(inner, np.where(go_left, self.left[at], self.right[at]), node)
+            total += self.value[root + node]
+        return total
+
+
+def sigmoid(z: np.ndarray | float) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(z, dtype=np.float64)))
+
+
+class AnswerabilityModel:
+    """Judges drafts; loaded once with the engine (``load_answerability``)."""
+
+    def __init__(self, meta: dict, weights: dict[str, np.ndarray], reader: FeatureReader) -> None:
+        self.meta = meta
+        self.reader = reader
+        self.answer_features: list[str] = meta["answer_features"]
+        self.sentence_features: list[str] = meta["sentence_features"]
+        self.sentence = _linear(weights, "sentence")
+        self.question = _linear(weights, "question")
+        self.forest = Forest(weights["forest_feature"], weights["forest_threshold"], weights["forest_left"],
+                             weights["forest_right"], weights["forest_missing_left"].astype(bool),
+                             weights["forest_value"], weights["forest_roots"], float(np.ravel(weights["forest_baseline"])[0]))
+        self.calibration = weights["calibration"]  # Platt scaling: (slope, intercept) of the log-odds
+        self.answer_threshold = float(meta["thresholds"]["answer"])
+        self.partial_threshold = float(meta["thresholds"]["partial"])
+
+    def sentence_scores(self, draft: Draft) -> np.ndarray:
+        """How well each of the first ``SENTENCE_CANDIDATES`` candidates answers the question."""
+        rows = self.reader.sentence_rows(draft, limit=SENTENCE_CANDIDATES)
+        if not rows:
+            return np.zeros(0)
+        x = np.array([[row[name] for name in self.sentence_features] for row in rows])
+        return sigmoid(self.sentence.logit(x))
+
+    def lead(self, draft: Draft) -> int:
+        """The candidate that opens the answer: the composer's best unless the sentence model
+        clearly prefers another (near ties go to the composer, whose score the model also reads)."""
+        scores = self.sentence_scores(draft)
+        if not scores.size:
+            return 0
+        best = int(np.argmax(scores))
+        return best if scores[best] - scores[0] >= LEAD_MARGIN else 0
+
+    def raw(self, draft: Draft) -> float:
+        """Uncalibrated log-odds that the draft's quotes, best-answering first, answer it."""
+        scores = self.sentence_scores(draft)
+        order = np.argsort(-scores, kind="stable")
+        ordered = replace(draft, candidates=[draft.candidates[i] for i in order])
+        row = self.reader.answer_row(ordered)
+        row["sentence_best"] = float(scores.max()) if scores.size else 0.0
+        row["question_logit"] = float(self.question.logit(draft.vector[None, :].astype(np.float64))[0])
+        x = np.array([[row[name] for name in self.answer_features]])
+        return float(self.forest.logit(x)[0])
+
+    def calibrate(self, logit: float) -> float:
+        return float(sigmoid(self.calibration[0] * logit + self.calibration[1]))
+
+    def judge(self, draft: Draft) -> Judgement:
+        """Confidence and outcome for ``draft`` (which must have candidates)."""
+        confidence = self.calibrate(self.raw(draft))
+        outcome = (ANSWERED if confidence >= self.answer_threshold
+                   else PARTIAL if confidence >= self.partial_threshold else NOT_FOUND)
+        return Judgement(round(confidence, 4), outcome, asked_for(draft.question).wanted())
+
+
+def _linear(weights: dict[str, np.ndarray], name: str) -> Linear:
+    return Linear(weights[f"{name}_mean"], weights[f"{name}_scale"], weights[f"{name}_coef"],
+                  float(np.ravel(weights[f"{name}_intercept"])[0]))
+
+
+def load_answerability(folder: Path | None, embedder_name: str, reader: FeatureReader) -> AnswerabilityModel | None:
+    """The model stored in ``folder``, or None (the rule-based checks then decide alone) when
+    there is none or it was trained for another embedder, whose similarities it cannot read."""
+    if folder is None:
+        return None
+    meta_path, weights_path = Path(folder) / META_FILE, Path(folder) / WEIGHTS_FILE
+    if not meta_path.is_file() or not weights_path.is_file():
+        log.info("no answerability model in %s; rule-based abstention only", folder)
+        return None
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        with np.load(weights_path) as stored:
+            weights = {name: stored[name] for name in stored.files}
+    except (OSError, ValueError) as exc:
+        log.warning("answerability model in %s unreadable (%s); rule-based abstention only", folder, exc)
+        return None
+    if meta.get("version") != ARTIFACT_VERSION or meta.get("embedder") != embedder_name:
+        log.warning("answerability model in %s was trained for %s (version %s); rule-based abstention only",
+                    folder, meta.get("embedder"), meta.get("version"))
+        return None
+    return AnswerabilityModel(meta, weights, reader)

@@ -1,0 +1,340 @@
+"""Training the answerability model on the question set (scikit-learn; exported to numpy).
+
+``train_answerability(engine, questions, out_dir, seed)`` runs the engine's retrieval on every
+question (cached on disk when ``cache_dir`` is given: retrieval is the slow part), builds the
+training pairs, fits the three parts described in ``rag.learn.answerability``, calibrates the
+confidence and picks the two thresholds on held-out folds, and writes the artifacts. Folds
+group questions by provision (all questions of one quote on the same side), so no score comes
+from a model that saw the question's provision.
+
+Pairs, as the question set allows: a candidate sentence is a positive for the sentence model
+when it overlaps the question's quote, a negative otherwise (the wrong provision's sentences);
+a question is a positive for the answer model when it is answerable, a negative when it is not
+(with the sentences the engine would quote for it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import pickle
+import time
+import warnings
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from rag.evaluation import tokens
+from rag.learn.answerability import (
+    ARTIFACT_VERSION,
+    META_FILE,
+    SENTENCE_CANDIDATES,
+    WEIGHTS_FILE,
+    Forest,
+    sigmoid,
+)
+from rag.learn.features import Draft, FeatureReader
+from rag.learn.questions import Question
+
+log = logging.getLogger(__name__)
+
+FOLDS = 5
+#: A candidate answers when this share of its word 4-grams is in the quote, or of the quote's in it.
+SENTENCE_OVERLAP = 0.5
+#: Largest share of answerable questions of any style that the "not found" threshold may refuse.
+MAX_FALSE_ABSTENTION = 0.02
+#: Styles with fewer questions are held to the false-abstention limit only in the total.
+MIN_STYLE_QUESTIONS = 100
+#: Largest share of answerable questions that may get a partial (or not-found) answer.
+MAX_ANSWERABLE_PARTIAL = 0.10
+#: Settings that do not change what retrieval returns (left out of the drafts cache's key).
+_NOT_RETRIEVAL = {"llm_api_key", "llm_provider", "llm_base_url", "llm_model", "llm_timeout_s", "answerability_dir",
+                  "feedback_path", "host", "port"}
+_TREES = {"max_iter": 150, "learning_rate": 0.05, "max_leaf_nodes": 15, "min_samples_leaf": 20,
+          "l2_regularization": 1.0}
+
+
+def fold_of(question: Question, seed: int, folds: int = FOLDS) -> int:
+    """The cross-validation fold of a question: a hash of its provision."""
+    digest = hashlib.sha256(f"{seed}\x1f{question.provision}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % folds
+
+
+def collect_drafts(engine, questions: list[Question], cache_dir: Path | None = None) -> list[Draft]:
+    """The engine's draft for each question (retrieval done, no answer judged yet).
+
+    With ``cache_dir``, drafts are kept by question text in a file named after what they
+    depend on (index, embedder, retrieval settings), so later runs on any subset are quick."""
+    path = Path(cache_dir) / f"drafts-{drafts_key(engine)}.pkl" if cache_dir else None
+    cached: dict[str, Draft] = {}
+    if path and path.is_file():
+        with path.open("rb") as f:
+            cached = pickle.load(f)
+    started = time.perf_counter()
+    missing = [q.question for q in questions if q.question not in cached]
+    for n, question in enumerate(missing, 1):
+        cached[question] = engine.draft(question, engine.search(question, engine.settings.answer_passages))
+        if n % 500 == 0:
+            log.info("drafts: %d/%d (%.0f s)", n, len(missing), time.perf_counter() - started)
+    if path and missing:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as f:
+            pickle.dump(cached, f)
+    return [cached[q.question] for q in questions]
+
+
+def drafts_key(engine) -> str:
+    """What drafts depend on: the index, the embedder and retrieval's settings."""
+    return hashlib.sha256(json.dumps([engine.index.fingerprint, engine.retriever.query_embedder.name,
+                                      engine.settings.model_dump(mode="json", exclude=_NOT_RETRIEVAL)],
+                                     sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _overlap(a: str, b: str) -> float:
+    """Share of ``a``'s word 4-grams that occur in ``b``."""
+    wa, wb = tokens(a), tokens(b)
+    grams = [tuple(wa[i:i + 4]) for i in range(max(len(wa) - 3, 1))] if wa else []
+    other = {tuple(wb[i:i + 4]) for i in range(max(len(wb) - 3, 1))}
+    return sum(g in other for g in grams) / len(grams) if grams else 0.0
+
+
+def sentence_labels(draft: Draft, quote: str) -> list[int]:
+    """1 for each of the first candidates that overlaps ``quote``, else 0."""
+    labels = []
+    for pick in draft.candidates[:SENTENCE_CANDIDATES]:
+        text = pick.hit.chunk.text[pick.start:pick.end]
+        labels.append(int(max(_overlap(quote, text), _overlap(text, quote)) >= SENTENCE_OVERLAP))
+    return labels
+
+
+def _fit_linear(x: np.ndarray, y: np.ndarray, c: float, seed: int) -> dict[str, np.ndarray]:
+    from sklearn.linear_model import LogisticRegression
+
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale = np.where(scale > 1e-9, scale, 1.0)
+    model = LogisticRegression(C=c, max_iter=5000, random_state=seed).fit((x - mean) / scale, y)
+    return {"mean": mean, "scale": scale, "coef": model.coef_[0].astype(np.float64),
+            "intercept": np.array(float(model.intercept_[0]))}
+
+
+def _linear_logit(w: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    return ((x - w["mean"]) / w["scale"]) @ w["coef"] + float(w["intercept"])
+
+
+def _fit_forest(x: np.ndarray, y: np.ndarray, seed: int) -> Forest:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    model = HistGradientBoostingClassifier(**_TREES, random_state=seed, early_stopping=False).fit(x, y)
+    feature, threshold, left, right, missing_left, value, roots = [], [], [], [], [], [], []
+    offset = 0
+    for (tree,) in model._predictors:  # one tree per iteration for a binary classifier
+        nodes = tree.nodes
+        roots.append(offset)
+        leaf = nodes["is_leaf"].astype(bool)
+        feature.append(np.where(leaf, -1, nodes["feature_idx"]).astype(np.int64))
+        threshold.append(nodes["num_threshold"].astype(np.float64))
+        left.append(nodes["left"].astype(np.int64))
+        right.append(nodes["right"].astype(np.int64))
+        missing_left.append(nodes["missing_go_to_left"].astype(bool))
+        value.append(nodes["value"].astype(np.float64))
+        offset += len(nodes)
+    return Forest(np.concatenate(feature), np.concatenate(threshold), np.concatenate(left),
+                  np.concatenate(right), np.concatenate(missing_left), np.concatenate(value),
+                  np.array(roots, dtype=np.int64), float(np.ravel(model._baseline_prediction)[0]))
+
+
+def _platt(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(a, b) of the calibrated probability sigmoid(a * logit + b), fitted on held-out logits."""
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=1e6, max_iter=1000).fit(logits.reshape(-1, 1), labels)
+    return float(model.coef_[0, 0]), float(model.intercept_[0])
+
+
+class _Rows:
+    """Feature matrices of the drafts, built with given sentence and question models."""
+
+    def __init__(self, reader: FeatureReader, drafts: list[Draft]) -> None:
+        self.reader = reader
+        self.drafts = drafts
+        self.sentence_rows = [reader.sentence_rows(d, limit=SENTENCE_CANDIDATES) for d in drafts]
+        self.sentence_names = list(self.sentence_rows[0][0]) if self.sentence_rows and self.sentence_rows[0] else []
+        self.vectors = np.array([d.vector for d in drafts], dtype=np.float64)
+
+    def sentence_matrix(self, which: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, owner draft of each row) of the candidates of drafts ``which``."""
+        rows, owners = [], []
+        for i in which:
+            for row in self.sentence_rows[i]:
+                rows.append([row[n] for n in self.sentence_names])
+                owners.append(i)
+        return np.array(rows, dtype=np.float64).reshape(-1, len(self.sentence_names)), np.array(owners)
+
+    def answer_row(self, i: int, sentence_scores: np.ndarray, question_logit: float) -> dict[str, float]:
+        draft = self.drafts[i]
+        order = np.argsort(-sentence_scores, kind="stable")
+        ordered = replace(draft, candidates=[draft.candidates[j] for j in order])
+        row = self.reader.answer_row(ordered)
+        row["sentence_best"] = float(sentence_scores.max()) if sentence_scores.size else 0.0
+        row["question_logit"] = question_logit
+        return row
+
+
+def train_answerability(engine, questions: list[Question], out_dir: Path, seed: int = 0,
+                        cache_dir: Path | None = None) -> dict:
+    """Train the answerability model on ``questions`` and write it to ``out_dir``.
+
+    Deterministic for a seed. Returns a report: sizes, held-out-fold figures (AUROC,
+    expected calibration error, outcomes per style and per kind), thresholds, seconds."""
+    started = time.perf_counter()
+    warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")
+    all_drafts = [None if engine.refusal(d) or not d.candidates else d
+                  for d in collect_drafts(engine, questions, cache_dir)]
+    kept = [i for i, d in enumerate(all_drafts) if d is not None]
+    qs = [questions[i] for i in kept]
+    drafts = [all_drafts[i] for i in kept]
+    reader = FeatureReader(engine.composer, engine.vocabulary)
+    rows = _Rows(reader, drafts)
+    y = np.array([q.answerable for q in qs], dtype=int)
+    folds = np.array([fold_of(q, seed) for q in qs])
+    labels = {i: sentence_labels(drafts[i], qs[i].quote) for i in range(len(qs)) if qs[i].answerable}
+
+    def fit_sentence(train: list[int]) -> dict[str, np.ndarray]:
+        x, owners = rows.sentence_matrix([i for i in train if i in labels])
+        target = np.concatenate([labels[i] for i in dict.fromkeys(owners)])
+        return _fit_linear(x, target, 1.0, seed)
+
+    def scores_of(w: dict[str, np.ndarray], i: int) -> np.ndarray:
+        x, _ = rows.sentence_matrix([i])
+        return sigmoid(_linear_logit(w, x)) if len(x) else np.zeros(0)
+
+    # Out-of-fold sentence and question scores, so the answer model learns from honest inputs.
+    answer_rows: list[dict[str, float]] = [{}] * len(qs)
+    for k in range(FOLDS):
+        train = [i for i in range(len(qs)) if folds[i] != k]
+        test = [i for i in range(len(qs)) if folds[i] == k]
+        sentence_w = fit_sentence(train)
+        question_w = _fit_linear(rows.vectors[train], y[train], 1.0, seed)
+        for i in test:
+            answer_rows[i] = rows.answer_row(i, scores_of(sentence_w, i),
+                                             float(_linear_logit(question_w, rows.vectors[i:i + 1])[0]))
+    answer_names = list(answer_rows[0])
+    x = np.array([[r[n] for n in answer_names] for r in answer_rows])
+
+    # Out-of-fold answer scores: calibration and thresholds come from questions the trees did not see.
+    held_out = np.zeros(len(qs))
+    for k in range(FOLDS):
+        test = folds == k
+        held_out[test] = _fit_forest(x[~test], y[~test], seed).logit(x[test])
+    slope, intercept = _platt(held_out, y)
+    confidence = sigmoid(slope * held_out + intercept)
+    refused = [questions[i] for i, d in enumerate(all_drafts) if d is None]
+    partial_t, answer_t = choose_thresholds(qs, confidence, refused)
+
+    sentence_w = fit_sentence(list(range(len(qs))))
+    question_w = _fit_linear(rows.vectors, y, 1.0, seed)
+    forest = _fit_forest(x, y, seed)
+    meta = {"version": ARTIFACT_VERSION, "embedder": engine.retriever.query_embedder.name, "seed": seed,
+            "index_fingerprint": engine.index.fingerprint, "questions": len(questions),
+            "answer_features": answer_names, "sentence_features": rows.sentence_names,
+            "thresholds": {"partial": round(partial_t, 6), "answer": round(answer_t, 6)}}
+    weights = {f"sentence_{k}": v for k, v in sentence_w.items()} | {f"question_{k}": v for k, v in question_w.items()}
+    weights |= {f"forest_{name}": np.asarray(getattr(forest, name)) for name in
+                ("feature", "threshold", "left", "right", "missing_left", "value", "roots", "baseline")}
+    weights |= {"calibration": np.array([slope, intercept])}
+    write_artifacts(Path(out_dir), meta, weights)
+    report = {"questions": len(questions), "refused_by_rules": len(refused), "trained_on": len(qs),
+              "trees": len(forest.roots), "thresholds": meta["thresholds"],
+              "held_out_folds": outcome_report(qs, confidence, partial_t, answer_t, refused),
+              "seconds": round(time.perf_counter() - started, 1)}
+    log.info("answerability: %s", json.dumps(report))
+    return report
+
+
+def choose_thresholds(qs: list[Question], confidence: np.ndarray, refused: list[Question]) -> tuple[float, float]:
+    """(partial, answer) thresholds: refuse as many unanswerable questions as possible while no
+    style of answerable question is refused more often than ``MAX_FALSE_ABSTENTION`` (rules'
+    refusals included); give partial answers below the level that keeps
+    ``MAX_ANSWERABLE_PARTIAL`` of answerable questions out of a full answer."""
+    by_style: dict[str, list[float]] = defaultdict(list)
+    refused_by_style: dict[str, int] = defaultdict(int)
+    for q, c in zip(qs, confidence, strict=True):
+        if q.answerable:
+            by_style[q.style].append(float(c))
+    for q in refused:
+        if q.answerable:
+            refused_by_style[q.style] += 1
+    partial = 0.0
+    everyone = sum(len(v) + refused_by_style[s] for s, v in by_style.items())
+    for t in np.unique(confidence):
+        refusals = {s: refused_by_style[s] + sum(v < t for v in values) for s, values in by_style.items()}
+        # Styles too small to measure 2% on count only in the total.
+        ok = sum(refusals.values()) <= MAX_FALSE_ABSTENTION * everyone and all(
+            refusals[s] <= MAX_FALSE_ABSTENTION * (len(values) + refused_by_style[s])
+            for s, values in by_style.items() if len(values) >= MIN_STYLE_QUESTIONS)
+        if not ok:
+            break
+        partial = float(t)
+    answerable = np.sort(np.array([c for values in by_style.values() for c in values]))
+    answer = float(answerable[int(MAX_ANSWERABLE_PARTIAL * len(answerable))]) if answerable.size else 0.5
+    return partial, max(answer, partial)
+
+
+def outcome_report(qs: list[Question], confidence: np.ndarray, partial_t: float, answer_t: float,
+                   refused: list[Question] = ()) -> dict:
+    """Outcome shares per style (answerable) and per kind (unanswerable), AUROC and ECE."""
+    groups: dict[str, list[str]] = defaultdict(list)
+    for q, c in zip(qs, confidence, strict=True):
+        outcome = "answered" if c >= answer_t else "partial" if c >= partial_t else "not found"
+        groups[q.style if q.answerable else f"unanswerable: {q.kind}"].append(outcome)
+    for q in refused:
+        groups[q.style if q.answerable else f"unanswerable: {q.kind}"].append("not found")
+    table = {name: {"n": len(v), "not found": round(v.count("not found") / len(v), 3),
+                    "partial": round(v.count("partial") / len(v), 3)} for name, v in sorted(groups.items())}
+    labels = np.array([q.answerable for q in qs] + [q.answerable for q in refused], dtype=int)
+    scores = np.concatenate([confidence, np.zeros(len(refused))])
+    return {"auroc": round(auroc(labels, scores), 4), "ece": round(expected_calibration_error(labels, scores), 4),
+            "outcomes": table}
+
+
+def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve (ties count half)."""
+    labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
+    positive, negative = scores[labels == 1], scores[labels == 0]
+    if not len(positive) or not len(negative):
+        return float("nan")
+    greater = (positive[:, None] > negative[None, :]).sum() + 0.5 * (positive[:, None] == negative[None, :]).sum()
+    return float(greater / (len(positive) * len(negative)))
+
+
+def expected_calibration_error(labels: np.ndarray, scores: np.ndarray, bins: int = 10) -> float:
+    """Mean |accuracy - confidence| over equal-width confidence bins, weighted by bin size."""
+    labels, scores = np.asarray(labels, dtype=np.float64), np.asarray(scores, dtype=np.float64)
+    edges = np.minimum((scores * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        inside = edges == b
+        if inside.any():
+            total += inside.sum() * abs(labels[inside].mean() - scores[inside].mean())
+    return float(total / max(len(scores), 1))
+
+
+def write_artifacts(out_dir: Path, meta: dict, weights: dict[str, np.ndarray]) -> None:
+    """The meta file and the weights, byte for byte the same for the same training."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name in sorted(weights):
+            array = io.BytesIO()
+            np.lib.format.write_array(array, np.ascontiguousarray(weights[name]), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, array.getvalue())
+    (out_dir / WEIGHTS_FILE).write_bytes(buffer.getvalue())

