@@ -28,7 +28,13 @@ from rag.index_store import (
 from rag.instruments import Catalogue, PartRef, section_ref
 from rag.learn.answerability import NOT_FOUND, PARTIAL, AnswerabilityModel, load_answerability
 from rag.learn.features import Draft, FeatureReader
-from rag.learn.model_store import QUERY_LORA, TunedModelError, read_tuned_model
+from rag.learn.model_store import (
+    ANSWERABILITY,
+    QUERY_LORA,
+    TunedModel,
+    TunedModelError,
+    read_tuned_model,
+)
 from rag.llm import condense, llm_answer, make_chat_model
 from rag.llm_budget import Deadline, ModelSlots
 from rag.retrieval import Filters, Hit, HybridRetriever
@@ -53,6 +59,9 @@ class Engine:
     chat_model: object | None = None  # a LangChain chat model when the LLM mode is configured
     answerability: AnswerabilityModel | None = None  # None: the rule-based checks decide alone
     model_slots: ModelSlots = field(default_factory=ModelSlots)  # model calls allowed at once
+    #: Below this best sentence similarity a question is off topic; it depends on the question
+    #: encoder (the tuned model brings its own, fitted by ``spacesec tune``).
+    off_topic_similarity: float = 0.27
 
     @classmethod
     def load(cls, settings: Settings, rebuild: bool = True, embedder: Embedder | None = None) -> Engine:
@@ -81,8 +90,8 @@ class Engine:
         if given is None and settings.embedder_runtime == "onnx" and index.onnx_dir is not None:
             embedder = OnnxEmbedder(index.onnx_dir, settings.embed_batch_size, name=settings.embedder,
                                     threads=settings.onnx_threads)
-        query_embedder, untrained = (_query_embedder(settings, corpus, index, embedder) if given is None
-                                     else (embedder, frozenset()))
+        tuned = _tuned_model(settings, corpus) if given is None else None
+        query_embedder, untrained = _query_embedder(settings, tuned, corpus, index, embedder)
         local = (index.chunks, index.vectors, index.faiss_index, embedder, settings,
                  index.sentences, index.sentence_vectors, query_embedder)
         if settings.search_backend == "milvus":
@@ -98,10 +107,12 @@ class Engine:
         retriever.embed_query("outer space")  # load the model now, not on the first question
         composer = AnswerComposer(index, settings)
         # The model reads similarities to the question's vector: it fits one question encoder.
-        answerability = load_answerability(settings.answerability_dir, retriever.query_embedder.name,
-                                           FeatureReader(composer, vocabulary))
+        answerability = load_answerability(tuned.folder / ANSWERABILITY if tuned else settings.answerability_dir,
+                                           retriever.query_embedder.name, FeatureReader(composer, vocabulary))
+        off_topic = (tuned.manifest.get("off_topic_similarity", settings.off_topic_similarity)
+                     if tuned and query_embedder is not embedder else settings.off_topic_similarity)
         return cls(settings, corpus, index, retriever, catalogue, composer, vocabulary,
-                   make_chat_model(settings), answerability, ModelSlots(settings.llm_max_concurrent))
+                   make_chat_model(settings), answerability, ModelSlots(settings.llm_max_concurrent), off_topic)
 
     @property
     def llm_available(self) -> bool:
@@ -191,7 +202,7 @@ class Engine:
         ``exact_search_max_passages`` passages compares every sentence; a larger one the
         sentences of the passages nearest the question in the FAISS index (a sentence that
         near lies in a passage that near), so no question reads every sentence vector."""
-        retriever, threshold = self.retriever, self.settings.off_topic_similarity
+        retriever, threshold = self.retriever, self.off_topic_similarity
         best = retriever.best_sentence(vector, [retriever.position_of(h.chunk) for h in hits])
         if best < threshold and len(self.index.chunks) <= self.settings.exact_search_max_passages:
             best = float((self.index.sentence_vectors @ vector).max(initial=-1.0))
@@ -303,30 +314,35 @@ def _overview_rank(chunk) -> int:
     return 2 if chunk.section == "Preamble" else 3
 
 
-def _query_embedder(settings: Settings, corpus: Corpus, index: LoadedIndex, embedder):
-    """(question embedder, documents it was not trained on): the tuned query encoder when there
-    is a usable one (its ONNX export kept with the index, or the LoRA weights on the torch
-    runtime), else ``embedder``, the installed model."""
+def _tuned_model(settings: Settings, corpus: Corpus) -> TunedModel | None:
+    """The tuned model when it is switched on, present and sound (else None, and why is logged)."""
     if not settings.use_tuned_model:
-        return embedder, frozenset()
+        return None
     try:
         tuned = read_tuned_model(settings.tuned_model_dir, settings.embedder)
     except (TunedModelError, ValueError) as exc:
         log.warning("not using the tuned model: %s", exc)
-        return embedder, frozenset()
-    if tuned is None:
-        return embedder, frozenset()
-    stale = tuned.staleness(corpus)
-    if stale:
+        return None
+    if tuned is not None and (stale := tuned.staleness(corpus)):
         log.warning("the tuned model predates the corpus (%s); it still helps, but run "
                     "'spacesec tune' to train on what changed", "; ".join(stale))
+    return tuned
+
+
+def _query_embedder(settings: Settings, tuned: TunedModel | None, corpus: Corpus, index: LoadedIndex,
+                    embedder):
+    """(question embedder, documents it was not trained on): the tuned query encoder (its ONNX
+    export kept with the index, or its LoRA weights on the torch runtime), else ``embedder``."""
+    if tuned is None:
+        return embedder, frozenset()
     untrained = tuned.untrained_documents(corpus)
     if settings.embedder_runtime == "onnx" and index.query_onnx_dir is not None:
-        return OnnxEmbedder(index.query_onnx_dir, settings.embed_batch_size, name=f"{settings.embedder}+tuned",
+        return OnnxEmbedder(index.query_onnx_dir, settings.embed_batch_size, name=tuned.query_encoder_name,
                             threads=settings.onnx_threads), untrained
     from rag.learn.query_model import TunedQueryEmbedder
 
-    return TunedQueryEmbedder(settings.embedder, tuned.folder / QUERY_LORA, settings.embed_batch_size), untrained
+    return TunedQueryEmbedder(tuned.query_encoder_name, settings.embedder, tuned.folder / QUERY_LORA,
+                              settings.embed_batch_size), untrained
 
 
 def abstain(question: str, reason: str, hits: list[Hit], confidence: float = 0.0) -> Answer:

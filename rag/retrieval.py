@@ -97,12 +97,18 @@ class HybridRetriever:
         self._doc_of = np.array([c.doc_id for c in chunks])
         self._kind_of = np.array([c.kind for c in chunks])
         self._year_of = np.array([c.year for c in chunks], dtype=np.int64)
+        self._owners = owners
+        self.use_query_encoder(self.query_embedder, untrained_docs)
+
+    def use_query_encoder(self, query_embedder: Embedder, untrained_docs: frozenset[str] = frozenset()) -> None:
+        """Embed questions with ``query_embedder`` from now on (``spacesec tune`` tries several)."""
+        self.query_embedder = query_embedder
         self.embed_query = lru_cache(maxsize=2048)(self._embed_query)
-        tuned = self.query_embedder is not self.embedder
-        self._untrained = (np.isin(self._doc_of, sorted(untrained_docs)) if tuned and untrained_docs
-                           else np.zeros(len(chunks), dtype=bool))
-        self._untrained_sentence = self._untrained[owners] if len(owners) else np.zeros(0, dtype=bool)
         self._blended_query = lru_cache(maxsize=2048)(self._blend_query)
+        tuned = query_embedder is not self.embedder
+        self._untrained = (np.isin(self._doc_of, sorted(untrained_docs)) if tuned and untrained_docs
+                           else np.zeros(len(self.chunks), dtype=bool))
+        self._untrained_sentence = self._untrained[self._owners] if len(self._owners) else np.zeros(0, dtype=bool)
 
     def _embed_query(self, text: str) -> np.ndarray:
         return self.query_embedder.embed([text])[0]

@@ -7,10 +7,10 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import copy_index, make_settings
+from conftest import ROOT, copy_index, make_settings
 
 from rag.engine import Engine
-from rag.learn.model_store import MANIFEST_FILE, QUERY_LORA, TunedModelError, read_tuned_model
+from rag.learn.model_store import ANSWERABILITY, MANIFEST_FILE, QUERY_LORA, TunedModelError, read_tuned_model
 from rag.learn.query_model import QueryTraining, TunedQueryEmbedder
 from rag.learn.questions import QuestionFileError
 from rag.learn.tune import tune
@@ -43,7 +43,7 @@ def workspace(real_engine, tmp_path_factory):
     settings = make_settings(real_engine.settings.corpus_dir, copy_index(real_engine.settings.index_dir, base / "index"),
                              questions_path=_question_file(base / "questions.jsonl"),
                              tuned_model_dir=base / "model")
-    report = tune(settings, config=SMOKE)
+    report = tune(settings, config=SMOKE, answerability=False)
     return settings, report
 
 
@@ -61,7 +61,7 @@ def test_tune_installs_a_small_model_with_its_manifest(workspace):
 def test_tuning_is_reproducible(workspace, tmp_path):
     settings, _ = workspace
     again = settings.model_copy(update={"tuned_model_dir": tmp_path / "model"})
-    tune(again, config=SMOKE)
+    tune(again, config=SMOKE, answerability=False)
     name = f"{QUERY_LORA}/adapter_model.safetensors"
     assert (again.tuned_model_dir / name).read_bytes() == (settings.tuned_model_dir / name).read_bytes()
 
@@ -132,13 +132,14 @@ def test_questions_about_documents_not_in_the_corpus_are_refused(workspace, tmp_
     rows = [("x1", "What does my report say?", "my-report-2025", "a quote of at least a few words")]
     extra = _question_file(tmp_path / "mine.jsonl", rows)
     with pytest.raises(QuestionFileError, match="my-report-2025"):
-        tune(settings.model_copy(update={"tuned_model_dir": tmp_path / "m"}), [extra], config=SMOKE)
+        tune(settings.model_copy(update={"tuned_model_dir": tmp_path / "m"}), [extra], config=SMOKE,
+             answerability=False)
     assert not (tmp_path / "m").exists()
 
 
 def test_documents_the_model_was_not_trained_on_keep_the_installed_models_scores(workspace):
     settings, _ = workspace
-    engine = Engine.load(settings)
+    engine = Engine.load(settings.model_copy(update={"tuned_weight_on_untrained": 0.0}))
     retriever = engine.retriever
     question = "Can a country own the Moon?"
     positions = {c.doc_id: i for i, c in reversed(list(enumerate(engine.index.chunks)))}
@@ -151,3 +152,23 @@ def test_documents_the_model_was_not_trained_on_keep_the_installed_models_scores
     blended = half.retriever.chunk_similarities(question, np.array([untrained]))[0]
     assert min(scores[0], float(engine.index.vectors[untrained] @ retriever.embed_query(question))) - 1e-4 \
         <= blended <= max(scores[0], float(engine.index.vectors[untrained] @ retriever.embed_query(question))) + 1e-4
+
+
+def test_tune_trains_the_answerability_model_on_out_of_fold_drafts(workspace, tmp_path):
+    settings, _ = workspace
+    rows = [json.loads(line) for line in (ROOT / "training" / "questions.jsonl").read_text().splitlines()]
+    picked = [r for r in rows if r["answerable"]][:240:3] + [r for r in rows if not r["answerable"]][:40]
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text("".join(json.dumps(r) + "\n" for r in picked), encoding="utf-8")
+    full = settings.model_copy(update={"questions_path": questions, "tuned_model_dir": tmp_path / "model"})
+    report = tune(full, config=SMOKE)
+    manifest = report.model.manifest
+    assert 0.0 < manifest["off_topic_similarity"] < 0.6
+    assert set(manifest["answerability"]) == {"partial", "answer"}
+    assert (full.tuned_model_dir / ANSWERABILITY / "answerability.json").is_file()
+    engine = Engine.load(full)
+    assert engine.answerability is not None  # tied to this encoder by its weights' digest
+    assert engine.answerability.meta["embedder"] == engine.retriever.query_embedder.name
+    assert engine.off_topic_similarity == manifest["off_topic_similarity"]
+    answer = engine.ask("Can a country claim the Moon?")
+    assert 0.0 <= answer.confidence <= 1.0

@@ -57,6 +57,12 @@ def _weights_digest(files: tuple[tuple[str, int, int], ...]) -> str:
     return digest.hexdigest()
 
 
+def query_encoder_name(base_model: str, files: dict[str, str]) -> str:
+    """Names a tuned question encoder by its weights (``files``: digests by relative path):
+    what the answerability model, which reads its similarities, is tied to."""
+    return f"{base_model}+lora-{files.get(f'{QUERY_LORA}/adapter_model.safetensors', '')[:12]}"
+
+
 @dataclass(frozen=True)
 class TunedModel:
     """A tuned model read from disk and checked against its manifest."""
@@ -68,6 +74,10 @@ class TunedModel:
     def trained_documents(self) -> dict[str, str]:
         """doc_id -> sha256 of the text, for each document the questions covered."""
         return dict(self.manifest.get("documents", {}))
+
+    @property
+    def query_encoder_name(self) -> str:
+        return query_encoder_name(self.manifest.get("base_model", ""), self.manifest.get("files", {}))
 
     @property
     def digest(self) -> str:

@@ -185,11 +185,15 @@ def load_tuned(embedder: str, folder: Path):
 class TunedQueryEmbedder:
     """Embeds questions with the tuned encoder; the interface of ``rag.embedding.Embedder``."""
 
-    def __init__(self, embedder: str, folder: Path, batch_size: int = 32) -> None:
-        self.name = f"{embedder}+{folder.name}"
+    def __init__(self, name: str, embedder: str, folder: Path | None, batch_size: int = 32,
+                 model=None) -> None:
+        """``model``: a trained sentence-transformers model in memory instead of ``folder``."""
+        self.name = name
         self.batch_size = batch_size
         self.path = folder
         self._embedder = embedder
+        if model is not None:
+            self._model = model
 
     @cached_property
     def _model(self):

@@ -184,15 +184,17 @@ class _Rows:
 
 
 def train_answerability(engine, questions: list[Question], out_dir: Path, seed: int = 0,
-                        cache_dir: Path | None = None) -> dict:
+                        cache_dir: Path | None = None, drafts: list[Draft] | None = None) -> dict:
     """Train the answerability model on ``questions`` and write it to ``out_dir``.
 
+    ``drafts`` (one per question) replace the engine's own: ``spacesec tune`` passes drafts
+    made by question encoders that never saw the question's provision, as new questions are.
     Deterministic for a seed. Returns a report: sizes, held-out-fold figures (AUROC,
     expected calibration error, outcomes per style and per kind), thresholds, seconds."""
     started = time.perf_counter()
     warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")
-    all_drafts = [None if engine.refusal(d) or not d.candidates else d
-                  for d in collect_drafts(engine, questions, cache_dir)]
+    drafts = drafts if drafts is not None else collect_drafts(engine, questions, cache_dir)
+    all_drafts = [None if engine.refusal(d) or not d.candidates else d for d in drafts]
     kept = [i for i, d in enumerate(all_drafts) if d is not None]
     qs = [questions[i] for i in kept]
     drafts = [all_drafts[i] for i in kept]

@@ -22,12 +22,27 @@ from pathlib import Path
 import numpy as np
 
 from rag.engine import Engine
-from rag.learn.model_store import QUERY_LORA, TunedModel, base_model_digest, write_tuned_model
+from rag.learn.features import Draft
+from rag.learn.model_store import (
+    ANSWERABILITY,
+    QUERY_LORA,
+    TunedModel,
+    base_model_digest,
+    file_digests,
+    query_encoder_name,
+    write_tuned_model,
+)
 from rag.learn.query_model import QueryTraining, save_lora, train_query_model, training_examples
 from rag.learn.questions import Question, QuestionFileError, load_questions
+from rag.learn.train_answerability import collect_drafts, train_answerability
 from rag.settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: Question encoders trained on all but one part of the provisions, for out-of-fold drafts.
+OUT_OF_FOLD = 2
+#: Percentile of answerable questions' best-sentence similarity taken as the off-topic floor.
+OFF_TOPIC_PERCENTILE = 0.1
 
 
 @dataclass(frozen=True)
@@ -101,10 +116,51 @@ def train_query_encoder(engine: Engine, questions: list[Question], config: Query
     return model, examples, sorted(covered)
 
 
+def _fold(question: Question, seed: int) -> int:
+    """Which of the ``OUT_OF_FOLD`` parts a question's provision falls in."""
+    digest = hashlib.sha256(f"tune\x1f{seed}\x1f{question.provision}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % OUT_OF_FOLD
+
+
+def _encoder(engine: Engine, model, name: str, documents: list[str]) -> None:
+    """Make the engine embed questions with ``model`` (trained on ``documents``)."""
+    from rag.learn.query_model import TunedQueryEmbedder
+
+    embedder = TunedQueryEmbedder(name, engine.settings.embedder, None, engine.settings.embed_batch_size, model)
+    untrained = frozenset(d.doc_id for d in engine.corpus.documents) - set(documents)
+    engine.retriever.use_query_encoder(embedder, untrained)
+
+
+def out_of_fold_drafts(engine: Engine, questions: list[Question], config: QueryTraining,
+                       progress: bool = False) -> list[Draft]:
+    """Each question's draft (retrieval and scored sentences) made by a question encoder that
+    never saw its provision: the answerability model must learn from what new questions look
+    like, not from questions the encoder has learned by heart."""
+    drafts: list[Draft | None] = [None] * len(questions)
+    for part in range(OUT_OF_FOLD):
+        held = [i for i, q in enumerate(questions) if _fold(q, config.seed) == part]
+        model, _, documents = train_query_encoder(
+            engine, [q for i, q in enumerate(questions) if _fold(q, config.seed) != part], config, progress)
+        _encoder(engine, model, f"out-of-fold-{part}", documents)
+        for i, draft in zip(held, collect_drafts(engine, [questions[i] for i in held]), strict=True):
+            drafts[i] = draft
+    return drafts
+
+
+def off_topic_threshold(engine: Engine, questions: list[Question], drafts: list[Draft]) -> float:
+    """The best-sentence similarity below which a question is off topic, for a tuned encoder:
+    the 0.1th percentile over the answerable questions' out-of-fold drafts (the installed
+    model's 0.27 would refuse about 1% of them)."""
+    best = [engine.retriever.best_sentence(d.vector, [engine.retriever.position_of(h.chunk) for h in d.hits])
+            for q, d in zip(questions, drafts, strict=True) if q.answerable and d.hits]
+    return round(float(np.percentile(best, OFF_TOPIC_PERCENTILE)), 4)
+
+
 def tune(settings: Settings, extra: list[Path] | None = None, config: QueryTraining | None = None,
-         progress: bool = False) -> TuneReport:
+         progress: bool = False, answerability: bool = True) -> TuneReport:
     """Train on the question set (and ``extra`` question files) and install the result in
-    ``settings.tuned_model_dir``."""
+    ``settings.tuned_model_dir``: the query encoder, then (unless ``answerability`` is off) the
+    answerability model, trained on out-of-fold drafts."""
     started = time.perf_counter()
     config = config or QueryTraining()
     extra = list(extra or [])
@@ -117,6 +173,7 @@ def tune(settings: Settings, extra: list[Path] | None = None, config: QueryTrain
         shutil.rmtree(staged, ignore_errors=True)
         staged.mkdir(parents=True)
         try:
+            drafts = out_of_fold_drafts(engine, questions, config, progress) if answerability else None
             model, examples, documents = train_query_encoder(engine, questions, config, progress)
             save_lora(model, staged / QUERY_LORA)
             checksums = engine.corpus.checksums()
@@ -128,6 +185,13 @@ def tune(settings: Settings, extra: list[Path] | None = None, config: QueryTrain
                 "query_training": asdict(config),
                 "trained_on": {"questions": len(questions), "examples": len(examples)},
             }
+            if drafts is not None:
+                _encoder(engine, model, query_encoder_name(settings.embedder, file_digests(staged)), documents)
+                engine.off_topic_similarity = manifest["off_topic_similarity"] = off_topic_threshold(
+                    engine, questions, drafts)
+                engine.answerability = None
+                manifest["answerability"] = train_answerability(engine, questions, staged / ANSWERABILITY,
+                                                                config.seed, drafts=drafts)["thresholds"]
             installed = write_tuned_model(staged, target, manifest)
         finally:
             shutil.rmtree(staged, ignore_errors=True)
