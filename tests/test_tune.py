@@ -10,7 +10,13 @@ import pytest
 from conftest import ROOT, copy_index, make_settings
 
 from rag.engine import Engine
-from rag.learn.model_store import ANSWERABILITY, MANIFEST_FILE, QUERY_LORA, TunedModelError, read_tuned_model
+from rag.learn.model_store import (
+    ANSWERABILITY,
+    MANIFEST_FILE,
+    QUERY_LORA,
+    TunedModelError,
+    read_tuned_model,
+)
 from rag.learn.query_model import QueryTraining, TunedQueryEmbedder
 from rag.learn.questions import QuestionFileError
 from rag.learn.tune import tune
