@@ -92,6 +92,7 @@ class Engine:
                                     threads=settings.onnx_threads)
         tuned = _tuned_model(settings, corpus) if given is None else None
         query_embedder, untrained = _query_embedder(settings, tuned, corpus, index, embedder)
+        tuned = tuned if query_embedder is not embedder else None
         local = (index.chunks, index.vectors, index.faiss_index, embedder, settings,
                  index.sentences, index.sentence_vectors, query_embedder)
         if settings.search_backend == "milvus":
@@ -110,7 +111,7 @@ class Engine:
         answerability = load_answerability(tuned.folder / ANSWERABILITY if tuned else settings.answerability_dir,
                                            retriever.query_embedder.name, FeatureReader(composer, vocabulary))
         off_topic = (tuned.manifest.get("off_topic_similarity", settings.off_topic_similarity)
-                     if tuned and query_embedder is not embedder else settings.off_topic_similarity)
+                     if tuned else settings.off_topic_similarity)
         return cls(settings, corpus, index, retriever, catalogue, composer, vocabulary,
                    make_chat_model(settings), answerability, ModelSlots(settings.llm_max_concurrent), off_topic)
 
@@ -336,7 +337,11 @@ def _query_embedder(settings: Settings, tuned: TunedModel | None, corpus: Corpus
     if tuned is None:
         return embedder, frozenset()
     untrained = tuned.untrained_documents(corpus)
-    if settings.embedder_runtime == "onnx" and index.query_onnx_dir is not None:
+    if settings.embedder_runtime == "onnx":
+        if index.query_onnx_dir is None:  # the passages were not embedded by the tuned model's base
+            log.warning("the index holds no export of the tuned query encoder; questions are "
+                        "embedded like the passages")
+            return embedder, frozenset()
         return OnnxEmbedder(index.query_onnx_dir, settings.embed_batch_size, name=tuned.query_encoder_name,
                             threads=settings.onnx_threads), untrained
     from rag.learn.query_model import TunedQueryEmbedder

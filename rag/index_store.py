@@ -358,6 +358,7 @@ def build_index(settings: Settings, embedder: Embedder, force: bool = False, pro
     corpus = load_corpus(settings.corpus_dir)
     identity = expected_identity(corpus, settings)
     index_dir = settings.index_dir
+    scratch: list[Path] = []  # exports not yet moved into a build: removed whatever happens
     try:
         with _build_lock(index_dir):
             _sweep(index_dir)
@@ -369,6 +370,9 @@ def build_index(settings: Settings, embedder: Embedder, force: bool = False, pro
                                        time.perf_counter() - started, False, manifest["fingerprint"])
                 log.info("the index should now be %s; rebuilding it (nothing is re-embedded)", wanted)
             onnx_dir = _onnx_export(index_dir, embedder, settings)
+            # The tuned query encoder fits passages embedded by the model it was trained on.
+            query_onnx_dir = _query_onnx_export(index_dir, identity, settings) if onnx_dir else None
+            scratch += [p for p in (onnx_dir, query_onnx_dir) if p is not None]
             if onnx_dir is not None:  # the export embeds the passages, as it will the questions
                 embedder = OnnxEmbedder(onnx_dir, settings.embed_batch_size, name=settings.embedder)
             chunks = chunk_corpus(corpus, embedder, settings, progress)
@@ -380,12 +384,14 @@ def build_index(settings: Settings, embedder: Embedder, force: bool = False, pro
             sentence_vectors, more = _embed_cached(sentence_texts(chunks, spans), known, embedder,
                                                    settings.embedder, progress)
             lexical = LexicalIndex([c.embed_text for c in chunks])
-            query_onnx_dir = _query_onnx_export(index_dir, identity, settings)
             fp = _write_build(index_dir, identity, chunks, vectors, spans, sentence_vectors,
                               make_faiss_index(vectors, settings), lexical, onnx_dir, query_onnx_dir)
     except PermissionError as exc:
         raise IndexError_(f"cannot write the index in {index_dir} ({exc.strerror}); "
                           "make it writable or set SPACESEC_INDEX_DIR to a writable folder.") from exc
+    finally:
+        for folder in scratch:
+            shutil.rmtree(folder, ignore_errors=True)
     seconds = time.perf_counter() - started
     log.info("built index %s: %d documents, %d chunks, %d texts embedded in %.1fs",
              fp, len(corpus.documents), len(chunks), embedded + more, seconds)
