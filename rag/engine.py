@@ -141,6 +141,11 @@ class Engine:
         deadline = Deadline(self.settings.llm_timeout_s if mode == "llm" else 0.0)
         hits = self.search(question, self.settings.answer_passages if k is None else k, history,
                            doc_ids, kinds, years, deadline)
+        # A follow-up ("And the Moon Agreement?") asks the previous question of another document.
+        whole = hits and not (clean_history(history) and is_follow_up(question))
+        overview = self.catalogue.overview_of(question) if whole else None
+        if overview:
+            return self._overview_answer(question, overview, hits)
         draft = self.draft(question, hits)
         reason = self.refusal(draft) or (None if draft.candidates else "no passage answers it")
         if reason:
@@ -170,6 +175,16 @@ class Engine:
                                  deadline=deadline, slots=self.model_slots)
             return self._judged_like(written, answer)
         return answer
+
+    def _overview_answer(self, question: str, doc_id: str, hits: list[Hit]) -> Answer:
+        """What a document is: its title, then the sentences of its purpose, background or
+        preamble passages (``search`` retrieved those) that best state what it is for. It
+        answers by the corpus's own structure, so its confidence is 1."""
+        draft = self.draft(_PURPOSE_QUERY, hits)
+        answer = self.composer.write(question, self.composer.choose(draft.candidates, draft.cues), 1.0)
+        doc = self.corpus.get(doc_id)
+        opening = f"{doc.short_title} ({doc.year}, {doc.kind}): \u201c{doc.title}\u201d."
+        return replace(answer, text=f"{opening}\n\n{answer.text}")
 
     @staticmethod
     def _judged_like(written: Answer, extractive: Answer) -> Answer:
@@ -230,6 +245,9 @@ class Engine:
         query = condensed or standalone_query(question, history, self.catalogue, self.settings.history_turns)
         cues = self.catalogue.cues(query)
         filters = Filters(*self._check_filters(doc_ids, kinds, years))
+        named = [d for d in self.catalogue.cues(question).doc_ids if not filters.doc_ids or d in filters.doc_ids]
+        if follow_up and named:  # "And what does the Moon Agreement say?" asks that document
+            filters = replace(filters, doc_ids=named)
         overview = self.catalogue.overview_of(query)
         if overview:
             return self._overview(overview, k, filters, query)
@@ -302,6 +320,8 @@ class Engine:
         return k
 
 
+#: What a document's statement of its purpose answers; sentences are scored against it.
+_PURPOSE_QUERY = "the purpose and objectives of this instrument"
 _PURPOSE = re.compile(r"\b(?:purposes?|objectives?|scope)\b", re.IGNORECASE)
 _CONTEXT = re.compile(r"\b(?:rationale|background)\b", re.IGNORECASE)
 

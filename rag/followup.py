@@ -64,5 +64,5 @@ def standalone_query(question: str, history: list[Message] | None, catalogue: Ca
         if not cues.parts:
             additions += [f"{p.kind} {p.number}" for p in part_refs(context)]
     seen = set(tokenize(question)) | set(tokenize(" ".join(additions)))
-    additions += _key_terms(context, seen)
+    additions += _key_terms(catalogue.without_names(context), seen)  # names were handled above
     return f"{question} {' '.join(additions)}".strip()

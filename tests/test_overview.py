@@ -50,3 +50,16 @@ def test_an_overview_leads_with_the_purpose_or_the_opening(real_engine, question
 
 def test_an_overview_respects_filters(real_engine):
     assert real_engine.retrieve("What is the Outer Space Treaty?", k=3, kinds=["guidelines"]) == []
+
+
+@pytest.mark.parametrize("question, doc_id", [
+    ("What is the Outer Space Treaty?", "outer-space-treaty-1967"),
+    ("Tell me about the Registration Convention", "registration-convention-1975"),
+])
+def test_an_overview_answer_names_the_instrument_then_quotes_it(real_engine, question, doc_id):
+    answer = real_engine.ask(question)
+    doc = real_engine.corpus.get(doc_id)
+    assert not answer.abstained and not answer.partial
+    assert answer.text.startswith(f"{doc.short_title} ({doc.year}, {doc.kind}): \u201c{doc.title}\u201d.\n\n")
+    assert answer.citations and {c.doc_id for c in answer.citations} == {doc_id}
+    assert answer.confidence == 1.0
