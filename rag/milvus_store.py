@@ -309,12 +309,15 @@ class MilvusRetriever(HybridRetriever):
         # Twice the pool: the local path ranks its pool by passage-plus-best-sentence scores,
         # which Milvus cannot compute; a wider net catches what that blend would have lifted.
         dense_hits = self.store.dense_search(query_vector, 2 * size, expr)
-        lexical_hits = {c.chunk_id: score for c, score in self.store.lexical_search(query, size, expr)}
-        ids = sorted({self._position[c.chunk_id] for c, _ in dense_hits}
-                     | {self._position[chunk_id] for chunk_id in lexical_hits})
-        if not ids:
+        near = np.array(sorted({self._position[c.chunk_id] for c, _ in dense_hits}), dtype=np.int64)
+        # The net's best by the blended score, as the local path picks its dense pool.
+        blended = self._blend_sentences(near, self.chunk_similarities(query, near), query) if near.size else near
+        by_dense = near[np.argsort(-blended, kind="stable")[:size]]
+        # Milvus's BM25 finds lexical candidates; the local lexical index scores them, as on the FAISS path.
+        lexical = self.lexical.scores(query)
+        found = [self._position[c.chunk_id] for c, _ in self.store.lexical_search(query, size, expr)]
+        candidates = np.union1d(by_dense, np.array([i for i in found if lexical[i] > 0], dtype=np.int64))
+        if not candidates.size:
             return np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.float32)
-        candidates = np.array(ids, dtype=np.int64)
         dense = self._blend_sentences(candidates, self.chunk_similarities(query, candidates), query)
-        lexical = np.array([lexical_hits.get(self.chunks[i].chunk_id, 0.0) for i in ids], dtype=np.float32)
-        return candidates, dense, lexical
+        return candidates, dense, lexical[candidates].astype(np.float32)

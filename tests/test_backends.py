@@ -25,8 +25,9 @@ def engine(request, real_engine, tmp_path_factory):
         "search_backend": "milvus", "milvus_uri": str(tmp_path_factory.mktemp("milvus") / "milvus.db")})
     store = MilvusStore(settings.milvus_uri, settings.milvus_collection, index.vectors.shape[1])
     store.sync(index.chunks, index.vectors)
-    retriever = MilvusRetriever(store, index.chunks, index.vectors, index.faiss_index,
-                                real_engine.retriever.embedder, settings, index.sentences, index.sentence_vectors)
+    local = real_engine.retriever  # the same question encoder and lexical index as the FAISS path
+    retriever = MilvusRetriever(store, index.chunks, index.vectors, index.faiss_index, local.embedder, settings,
+                                index.sentences, index.sentence_vectors, local.query_embedder, lexical=index.lexical)
     yield dataclasses.replace(real_engine, settings=settings, retriever=retriever)
     store.close()
 
