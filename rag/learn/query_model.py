@@ -10,6 +10,7 @@ whole corpus, which is small enough to score in full).
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from dataclasses import dataclass
@@ -164,6 +165,10 @@ def save_lora(model, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     model[0].model.save_pretrained(str(folder))
     (folder / "README.md").unlink(missing_ok=True)  # peft's blank model card
+    config = folder / "adapter_config.json"  # peft writes its module set in hash order
+    settings = json.loads(config.read_text())
+    settings["target_modules"] = sorted(settings["target_modules"])
+    config.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
     weights = folder / "adapter_model.safetensors"
     save_file({k: v.to(torch.float16).contiguous() for k, v in sorted(load_file(str(weights)).items())},
               str(weights), metadata={"format": "pt"})
