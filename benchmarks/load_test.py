@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     reply = _reply(client, question)
                     problem = None if reply == expected[question] else f"mixed-up answer for {question!r}: {reply[:120]!r} instead of {expected[question][:120]!r}"
-                except Exception as exc:  # counted and reported, never hidden
+                except Exception as exc:  # noqa: BLE001 - counted and reported, never hidden
                     problem = f"{type(exc).__name__}: {exc}"
                 with lock:
                     latencies.append(time.perf_counter() - started)

@@ -250,11 +250,11 @@ def chunk_document(text: str, doc: DocumentInfo, count_tokens: TokenCounter, max
         header = Chunk("", doc.doc_id, doc.title, doc.short_title, doc.year, doc.kind,
                        section.label, section.title, 0, 0, "").header
 
-        def fits(start: int, end: int) -> bool:
+        def fits(start: int, end: int, header: str = header) -> bool:
             words = len(text[start:end].split())
             return words <= target_words and count_tokens(f"{header}\n{text[start:end]}") <= max_tokens
 
-        def hard_fits(start: int, end: int) -> bool:
+        def hard_fits(start: int, end: int, header: str = header) -> bool:
             return count_tokens(f"{header}\n{text[start:end]}") <= max_tokens
 
         spans = _spans_with_headings(section.blocks)

@@ -13,11 +13,11 @@ CATALOGUE = Catalogue(load_corpus(Path(__file__).resolve().parent.parent / "corp
 
 
 @pytest.mark.parametrize("text, expected", [
-    ("dealt with in accordance with article 5 of the Agreement on the Rescue of Astronauts, the Return "
-     "of Astronauts and the Return of Objects Launched into Outer Space.",
+    (("dealt with in accordance with article 5 of the Agreement on the Rescue of Astronauts, the Return "
+      "of Astronauts and the Return of Objects Launched into Outer Space."),
      [("rescue-agreement-1968", PartRef("article", "5"))]),
-    ("Pursuant to article XI of the Treaty on Principles Governing the Activities of States in the "
-     "Exploration and Use of Outer Space, including the Moon and Other Celestial Bodies",
+    (("Pursuant to article XI of the Treaty on Principles Governing the Activities of States in the "
+      "Exploration and Use of Outer Space, including the Moon and Other Celestial Bodies"),
      [("outer-space-treaty-1967", PartRef("article", "11"))]),
     ("in accordance with paragraph 1 of this article", []),
     ("the Outer Space Treaty and article IV", []),
