@@ -16,7 +16,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -137,10 +137,13 @@ def out_of_fold_drafts(engine: Engine, questions: list[Question], config: QueryT
     never saw its provision: the answerability model must learn from what new questions look
     like, not from questions the encoder has learned by heart."""
     drafts: list[Draft | None] = [None] * len(questions)
+    # As many steps as the final encoder takes: training moves similarities as a whole (they
+    # fall as passages are pushed apart), and the answerability model reads their level.
+    steps_matched = replace(config, epochs=config.epochs * OUT_OF_FOLD // (OUT_OF_FOLD - 1))
     for part in range(OUT_OF_FOLD):
         held = [i for i, q in enumerate(questions) if _fold(q, config.seed) == part]
         model, _, documents = train_query_encoder(
-            engine, [q for i, q in enumerate(questions) if _fold(q, config.seed) != part], config, progress)
+            engine, [q for i, q in enumerate(questions) if _fold(q, config.seed) != part], steps_matched, progress)
         _encoder(engine, model, f"out-of-fold-{part}", documents)
         for i, draft in zip(held, collect_drafts(engine, [questions[i] for i in held]), strict=True):
             drafts[i] = draft
