@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rag.abstention import expected_answer_type, has_answer_type
+from rag.asked import UNSPECIFIED
 from rag.chunking import Chunk
 from rag.citations import Answer, Citation
 from rag.index_store import LoadedIndex
@@ -158,7 +159,9 @@ class AnswerComposer:
                         lines.append(f"{lead} {_name(chunk)}, {section}: {quote}")
             blocks.append("\n".join(lines))
         text = "\n\n".join(blocks)
-        if not_stated:
+        if not_stated == UNSPECIFIED:  # the model doubts the quotes, but nothing named is missing
+            text = f"These provisions may not answer exactly what was asked; the closest say:\n\n{text}"
+        elif not_stated:
             text = f"The corpus does not state {not_stated}; the closest provisions say:\n\n{text}"
         if confidence is None:
             confidence = min(max(max(p.score for p in picks), 0.0), 1.0) if picks else 0.0

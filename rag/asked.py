@@ -156,8 +156,11 @@ class Asked:
             return "the date or deadline asked for"
         if self.states:
             return "the list of states asked for"
-        return "exactly what the question asks"
+        return UNSPECIFIED
 
+
+#: What a partial answer lacks when the question asks for nothing the checks can name.
+UNSPECIFIED = "exactly what the question asks"
 
 _UNIT_NAMES = {"time": "units of time", "distance": "units of distance", "mass": "units of mass",
                "money": "money", "dose": "a radiation dose", "share": "a percentage or probability"}

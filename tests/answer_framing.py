@@ -23,7 +23,8 @@ def framing_pattern(answer: Answer) -> re.Pattern[str]:
             parts.append(f"\n{quote}")
         else:
             parts.append(f"\n\nIn {name}, {quote}")
-    prefix = "The corpus does not state [^\n]+; the closest provisions say:\n\n" if answer.partial else ""
+    prefix = ("(?:The corpus does not state [^\n]+; the closest provisions say|These provisions may not answer "
+              "exactly what was asked; the closest say):\n\n" if answer.partial else "")
     if answer.citations and not answer.partial:  # what a document is: its catalogue entry first
         lead = answer.citations[0]
         prefix = f"(?:{re.escape(lead.short_title)} \\({lead.year}, [a-z ]+\\): \u201c[^\u201d\n]+\u201d\\.\n\n)?"

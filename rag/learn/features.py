@@ -22,6 +22,9 @@ from rag.retrieval import Hit
 
 #: How many of the best candidate sentences stand for "what the composer would quote".
 QUOTED = 3
+#: Words that frame a question ("What does the treaty say about ...") rather than say what it is about.
+FRAME_WORDS = frozenset(tokenize("say says said tell mention mentions describe explain cover covers address "
+                                 "addresses discuss discusses talk"))
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,11 @@ class Draft:
     hits: list[Hit]
     candidates: list[Pick]  # every sentence of the top passages, best composer score first
     cues: QueryCues
+
+
+def _question_terms(content: str) -> list[str]:
+    """The terms of what a question is about, in order, once each."""
+    return [t for t in dict.fromkeys(tokenize(content)) if t not in FRAME_WORDS]
 
 
 class FeatureReader:
@@ -58,7 +66,7 @@ class FeatureReader:
     def answer_row(self, draft: Draft, asked: Asked | None = None) -> dict[str, float]:
         """Features of the question and its best candidate sentences, as one row."""
         asked = asked or asked_for(draft.question)
-        terms = list(dict.fromkeys(tokenize(draft.content)))
+        terms = _question_terms(draft.content)
         top = draft.candidates[:QUOTED]
         texts = [_text(p) for p in top]
         quoted_terms = set(tokenize(" ".join(texts)))
@@ -104,7 +112,7 @@ class FeatureReader:
     def sentence_rows(self, draft: Draft, asked: Asked | None = None, limit: int = 12) -> list[dict[str, float]]:
         """Features of each of the ``limit`` best candidates as an answer to the question."""
         asked = asked or asked_for(draft.question)
-        terms = list(dict.fromkeys(tokenize(draft.content)))
+        terms = _question_terms(draft.content)
         rows = []
         best = draft.candidates[0].score if draft.candidates else 0.0
         ranks = {h.chunk.chunk_id: r for r, h in enumerate(draft.hits)}
