@@ -133,9 +133,15 @@ def test_the_engine_loads_the_shipped_model(real_engine):
 @pytest.mark.slow
 def test_a_figure_the_corpus_does_not_give_is_not_found(real_engine):
     answer = real_engine.ask("How many days does a State have to return rescued astronauts?")
-    assert answer.abstained and not answer.citations and answer.related
-    assert answer.text.startswith("Not found in the corpus: No passage states the figure asked for")
-    assert answer.confidence < real_engine.answerability.partial_threshold
+    # Not found, or the closest provisions under a plain statement that the figure is not given.
+    if answer.abstained:
+        assert not answer.citations and answer.related
+        assert answer.text.startswith("Not found in the corpus: No passage states the figure asked for")
+        assert answer.confidence < real_engine.answerability.partial_threshold
+    else:
+        assert answer.partial and answer.citations
+        assert answer.text.startswith("The corpus does not state the figure asked for")
+        assert answer.confidence < real_engine.answerability.answer_threshold
 
 
 @pytest.mark.slow
@@ -162,7 +168,7 @@ def test_an_answered_question_leads_with_the_sentence_that_answers(real_engine):
 @pytest.mark.slow
 def test_quotes_are_grouped_by_instrument_each_named_once(real_engine):
     answer = real_engine.ask("Compare the Rescue Agreement and the Outer Space Treaty on the return of astronauts.")
-    blocks = answer.text.split("\n\n")
+    blocks = answer.text.split("\n\n")[1 if answer.partial else 0:]  # a partial answer first says what is missing
     names = [c.label.split(",")[0] for c in answer.citations]
     assert len(blocks) == len(dict.fromkeys(c.doc_id for c in answer.citations))
     for block in blocks:

@@ -98,5 +98,5 @@ def test_the_answerability_check_gates_the_models_answer(llm_engine):
                                   "the closest provisions say:\n\n")
     _assert_invariants(answer)
     server.requests.clear()
-    refused = engine.ask("How many days does a State have to return rescued astronauts?", mode="llm")
+    refused = engine.ask("How many kilometres above the Earth does outer space begin?", mode="llm")
     assert refused.abstained and not server.requests  # not found: the model is not asked
