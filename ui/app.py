@@ -185,7 +185,7 @@ def build_app(engine: Engine, handlers: Handlers, mcp: bool = False) -> gr.Block
             ask_btn.click(handlers.ask_stream, inputs, outputs, api_name="ask", trigger_mode="once",
                           api_visibility=ui_api)
             clear_btn.click(handlers.clear, None, outputs + [download], api_name="clear", api_visibility=ui_api)
-            chat.clear(handlers.clear, None, outputs + [download], api_name=False)
+            chat.clear(handlers.clear_chat, None, [chat, sources, status, answers, markdown, download], api_name=False)
             def export(state):
                 path, message = handlers.export(state)
                 return gr.DownloadButton(value=path, visible=path is not None), message

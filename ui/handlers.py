@@ -133,6 +133,11 @@ class Handlers:
         conversation, question, Markdown and the exported file."""
         return [], self.sources([]), "", [], "", "", gr.DownloadButton(value=None, visible=False)
 
+    def clear_chat(self):
+        """The chat's trash icon: the same reset, but a question being typed is the user's."""
+        chat, sources, status, answers, _question, markdown, download = self.clear()
+        return chat, sources, status, answers, markdown, download
+
     def vote(self, answers: list[Answer], index, liked) -> str:
         position = index[0] if isinstance(index, list | tuple) else index
         if not isinstance(position, int) or not 0 <= position // 2 < len(answers or []):

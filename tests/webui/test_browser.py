@@ -239,8 +239,11 @@ def test_chatbot_clear_icon_starts_a_new_conversation(page, ui_server):
     """The Chatbot's own trash button clears only the chat; the conversation must follow it
     (the next answer is turn 1 again, and Like rates that answer, not a cleared one)."""
     ask(page, LIABILITY_Q, wait_for="#chat a[href='#src-1-1']")
+    page.fill("#question textarea", "a question being typed")
     page.locator("#chat button[aria-label='Clear']").click()
     expect()(page.locator("#chat [data-testid='bot']")).to_have_count(0)
+    expect()(page.locator("#status")).to_have_text("")  # the server's reset is done
+    expect()(page.locator("#question textarea")).to_have_value("a question being typed")
     ask(page, NUCLEAR_Q, wait_for="#chat [data-testid='bot'] a")
     expect()(page.locator("#chat [data-testid='bot']")).to_have_count(1)
     before = len(feedback_lines(ui_server.feedback_path))

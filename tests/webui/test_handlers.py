@@ -262,6 +262,11 @@ def test_ask_stream_with_an_unavailable_mode_is_a_warning(handlers):
 # --------------------------------------------------------------------------------------
 # clear, sources
 # --------------------------------------------------------------------------------------
+def test_the_chat_trash_icon_resets_all_but_the_question_being_typed(handlers):
+    cleared = handlers.clear()
+    assert handlers.clear_chat() == cleared[:4] + cleared[5:]
+
+
 def test_clear_resets_everything(handlers):
     chat, sources, status, answers, question, markdown, download = handlers.clear()
     assert chat == [] and answers == [] and status == "" and question == "" and markdown == ""
