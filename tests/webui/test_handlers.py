@@ -263,8 +263,10 @@ def test_ask_stream_with_an_unavailable_mode_is_a_warning(handlers):
 # clear, sources
 # --------------------------------------------------------------------------------------
 def test_the_chat_trash_icon_resets_all_but_the_question_being_typed(handlers):
+    *reset, download = handlers.clear_chat()
     cleared = handlers.clear()
-    assert handlers.clear_chat() == cleared[:4] + cleared[5:]
+    assert reset == [*cleared[:4], cleared[5]]  # all but the question box
+    assert download.visible is False and download.value is None
 
 
 def test_clear_resets_everything(handlers):
