@@ -6,8 +6,10 @@ import datetime as dt
 import logging
 import queue
 import re
+import shutil
 import tempfile
 import threading
+import weakref
 from pathlib import Path
 
 import gradio as gr
@@ -47,6 +49,8 @@ class Handlers:
         self._chunks = {c.chunk_id: c for c in engine.index.chunks}
         self._titles = {d.doc_id: d.short_title for d in engine.corpus.documents}
         self._export_dir = Path(tempfile.mkdtemp(prefix="spacesec-export-"))
+        # Exported briefings are served from here while the app runs, and removed with it.
+        self.close = weakref.finalize(self, shutil.rmtree, self._export_dir, True)
 
     # -- chat ----------------------------------------------------------------------
     def ask(self, question: str, chat: list, answers: list[Answer], doc_ids: list[str] | None,

@@ -262,6 +262,15 @@ def test_ask_stream_with_an_unavailable_mode_is_a_warning(handlers):
 # --------------------------------------------------------------------------------------
 # clear, sources
 # --------------------------------------------------------------------------------------
+def test_the_export_folder_goes_with_the_handlers(ui_engine, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    handlers = Handlers(ui_engine, FeedbackLog(tmp_path / "feedback.jsonl"))
+    folder = handlers._export_dir
+    assert folder.is_dir()
+    handlers.close()  # also run when the handlers are collected or the process exits
+    assert not folder.exists()
+
+
 def test_the_chat_trash_icon_resets_all_but_the_question_being_typed(handlers):
     *reset, download = handlers.clear_chat()
     cleared = handlers.clear()
