@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ from conftest import (
     make_settings,
     tree_hashes,
 )
+from robustness.workers import wait_for_line
 
 from rag.corpus import load_corpus, write_manifest
 from rag.corpus import read_manifest as read_corpus_manifest
@@ -339,20 +338,6 @@ def _start_worker(settings, embedder: str, *, force: bool = False, pause: str | 
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log.open("w"), text=True, env=env)
 
 
-def _wait_for_line(proc: subprocess.Popen, prefix: str, timeout: float = 120) -> None:
-    selector = selectors.DefaultSelector()
-    selector.register(proc.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if selector.select(timeout=1):
-            line = proc.stdout.readline()
-            if line.startswith(prefix):
-                return
-            if not line:
-                raise RuntimeError(f"worker exited ({proc.wait()}) before '{prefix}'")
-    raise TimeoutError(f"worker never printed '{prefix}'")
-
-
 def _kill(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGKILL)
@@ -411,7 +396,7 @@ def test_build_killed_at_each_write_phase(tmp_path, phase, survivor):
     new = identity_of(settings)
     proc = _start_worker(settings, "fake", pause=phase, log=tmp_path / "worker.log")
     try:
-        _wait_for_line(proc, f"PAUSED {phase}")
+        wait_for_line(proc, f"PAUSED {phase}")
     finally:
         _kill(proc)
     fp = _assert_loadable(settings.index_dir, {fingerprint(old): old, fingerprint(new): new})
@@ -429,7 +414,7 @@ def test_force_rebuild_killed_before_rename_keeps_the_previous_index(tmp_path):
     identity = identity_of(settings)
     proc = _start_worker(settings, "fake", force=True, pause="before-rename", log=tmp_path / "worker.log")
     try:
-        _wait_for_line(proc, "PAUSED before-rename")
+        wait_for_line(proc, "PAUSED before-rename")
     finally:
         _kill(proc)
     _assert_loadable(settings.index_dir, {fingerprint(identity): identity})
