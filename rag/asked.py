@@ -15,8 +15,11 @@ from dataclasses import dataclass
 
 from rag.lexical import tokenize
 
-_NUMBER_WORD = (r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|"
-                r"thirty|forty|fifty|sixty|hundred|thousand|million|a|an|several|few)")
+_COUNT_WORD = (r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|"
+               r"fifty|sixty|hundred|thousand|million|first|second|third|fourth|fifth|sixth|seventh|eighth|"
+               r"ninth|tenth|twelfth|fifteenth|twentieth|thirtieth|fortieth|fiftieth|sixtieth|ninetieth|hundredth")
+# "a year", "several days": a figure only next to a unit.
+_NUMBER_WORD = rf"(?:{_COUNT_WORD}|a|an|several|few)"
 _NUMBER = rf"(?:\d+(?:[.,]\d+)*|{_NUMBER_WORD})"
 
 #: Unit families a question can ask a figure in, and the words that express each in a text.
@@ -88,7 +91,7 @@ _HAS_YEAR_OR_MONTH = re.compile(r"\b(?:1[89]\d\d|20\d\d)\b|\b(?:january|february
                                 r"july|august|september|october|november|december)\b", re.IGNORECASE)
 _HAS_TIME_WORD = re.compile(r"\b(?:before|after|prior to|upon|within|once|until|by the time|at the time|"
                             r"as soon as|promptly|immediately|date|period|following)\b", re.IGNORECASE)
-_HAS_NUMBER = re.compile(rf"\b(?:\d+(?:[.,]\d+)*|{_NUMBER_WORD[3:-1]}|first|second|third|once|twice|"
+_HAS_NUMBER = re.compile(rf"\b(?:\d+(?:[.,]\d+)*|{_COUNT_WORD}|once|twice|annual\w*|yearly|"
                          rf"half|majority|unanim\w*)\b", re.IGNORECASE)
 _LIST_NUMBERING = re.compile(r"(?m)(?:^|\s)(?:\d+\.|\([a-z0-9]+\)|[a-z]\.\d+)(?=\s)", re.IGNORECASE)
 _HAS_PENALTY = re.compile(r"\b(?:penalt\w*|sanction\w*|fines?|punish\w*|enforc\w*|prosecut\w*|liab\w*|"

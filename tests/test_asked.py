@@ -52,6 +52,13 @@ def test_a_figure_in_the_asked_unit_is_evidence_and_list_numbering_is_not():
     assert has_figure("a subsidiary dose limit of 5 mSv in a year", "dose")
 
 
+def test_articles_are_not_figures_and_ordinals_and_frequencies_are():
+    assert not has_figure("States should take a view on an issue of common interest.")
+    assert has_figure("This Agreement shall enter into force on the thirtieth day following the deposit.", "time")
+    assert has_figure("the fifth instrument of ratification")
+    assert has_figure("Subsequently, at annual intervals that State shall likewise inform the Secretary-General.")
+
+
 def test_evidence_is_neutral_for_what_the_question_does_not_ask():
     asked = asked_for("How many days does a State have to return astronauts?")
     found = evidence(asked, "The astronauts shall be safely and promptly returned.")
