@@ -44,6 +44,8 @@ from rag.validation import InvalidQuestion, clean_filters, clean_history, clean_
 
 log = logging.getLogger(__name__)
 
+OFF_TOPIC_REASON = "the question seems to be outside space law and security, which is all the corpus covers"
+
 
 @dataclass
 class Engine:
@@ -162,6 +164,8 @@ class Engine:
             if history and is_follow_up(question):
                 query = standalone_query(question, clean_history(history), self.catalogue, self.settings.history_turns)
                 judged = self.draft(query, hits) if query != question else draft
+            if self.answerability.off_topic(judged):
+                return abstain(question, OFF_TOPIC_REASON, hits)
             judgement = self.answerability.judge(judged)
             if judgement.outcome == NOT_FOUND:
                 return abstain(question, f"no passage states {judgement.wanted}", hits, judgement.confidence)
@@ -225,7 +229,7 @@ class Engine:
         elif best < threshold:
             best = max(best, retriever.best_sentence(vector, retriever.nearest(vector, self.settings.candidate_pool)))
         if best < threshold:
-            return "the question seems to be outside space law and security, which is all the corpus covers"
+            return OFF_TOPIC_REASON
         return None
 
     # -- retrieval ---------------------------------------------------------------------

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     tuned_model_dir: Path = ROOT / "training" / "model"
     use_tuned_model: bool = True
     questions_path: Path = ROOT / "training" / "questions.jsonl"
+    #: Questions outside the corpus's subject (astronomy, other law, chit-chat): more negatives
+    #: for the answerability model, which otherwise sees only on-topic near misses.
+    off_topic_questions_path: Path | None = ROOT / "training" / "off_topic.jsonl"
     #: Passages of documents the tuned model was not trained on (added or changed since) are
     #: scored with this share of the tuned question vector, the rest the installed model's.
     tuned_weight_on_untrained: float = Field(default=0.5, ge=0.0, le=1.0)

@@ -20,6 +20,7 @@ from rag.learn.answerability import (
 )
 from rag.learn.questions import Question
 from rag.learn.train_answerability import (
+    OFF_TOPIC,
     _fit_forest,
     auroc,
     choose_thresholds,
@@ -148,11 +149,18 @@ def test_a_figure_the_corpus_does_not_give_is_not_found(real_engine):
 def test_a_partial_answer_says_what_the_corpus_does_not_state(real_engine):
     answer = real_engine.ask("What penalties does the Outer Space Treaty set for a State that puts nuclear "
                              "weapons in orbit?")
-    assert not answer.abstained and answer.partial and answer.citations
-    assert answer.text.startswith("The corpus does not state a penalty, sanction or means of enforcement; "
-                                  "the closest provisions say:\n\nAccording to the Outer Space Treaty (1967), ")
     model = real_engine.answerability
-    assert model.partial_threshold <= answer.confidence < model.answer_threshold
+    # Not found, or the closest provisions under a plain statement of what the corpus lacks.
+    if answer.abstained:
+        assert not answer.citations and answer.related
+        assert answer.text.startswith("Not found in the corpus: No passage states a penalty, sanction or means "
+                                      "of enforcement")
+        assert answer.confidence < model.partial_threshold
+    else:
+        assert answer.partial and answer.citations
+        assert answer.text.startswith("The corpus does not state a penalty, sanction or means of enforcement; "
+                                      "the closest provisions say:\n\nAccording to the Outer Space Treaty (1967), ")
+        assert model.partial_threshold <= answer.confidence < model.answer_threshold
 
 
 @pytest.mark.slow
@@ -190,6 +198,46 @@ def test_training_is_deterministic_for_a_seed(real_engine, tmp_path):
     model = load_answerability(tmp_path / "one", real_engine.retriever.query_embedder.name,
                                real_engine.answerability.reader)
     assert model is not None and model.meta["questions"] == len(questions)
+
+
+@pytest.mark.slow
+def test_off_topic_questions_train_the_topic_model_only(real_engine, tmp_path):
+    rows = [json.loads(line) for line in (ROOT / "training" / "questions.jsonl").read_text().splitlines()]
+    off = [json.loads(line) for line in (ROOT / "training" / "off_topic.jsonl").read_text().splitlines()]
+    picked = [r for r in rows if r["answerable"]][:200:2] + [r for r in rows if not r["answerable"]][:30] + off[:60]
+    questions = [Question(r["id"], r["style"], r["question"], r["answerable"], r.get("doc"), r.get("quote"),
+                          r.get("near"), r.get("kind")) for r in picked]
+    assert sum(q.kind == OFF_TOPIC for q in questions) == 60
+    report = train_answerability(real_engine, questions, tmp_path / "model", seed=0, cache_dir=tmp_path)
+    assert report["questions"] == len(questions) - 60  # the answer model never sees them
+    assert report["off_topic"]["questions"] == 60 and report["off_topic"]["called_off_topic"] > 0.3
+    model = load_answerability(tmp_path / "model", real_engine.retriever.query_embedder.name,
+                               real_engine.answerability.reader)
+    assert model.topic is not None and 0.5 <= model.off_topic_threshold < 1.0
+    without = train_answerability(real_engine, [q for q in questions if q.kind != OFF_TOPIC], tmp_path / "plain",
+                                  seed=0, cache_dir=tmp_path)
+    assert "off_topic" not in without["thresholds"]
+    assert load_answerability(tmp_path / "plain", real_engine.retriever.query_embedder.name,
+                              real_engine.answerability.reader).topic is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("question", ["Which planet has the most moons?", "Recommend a good science fiction novel"])
+def test_the_topic_model_refuses_what_the_similarity_floor_lets_through(real_engine, question):
+    hits = real_engine.search(question)
+    draft = real_engine.draft(question, hits)
+    assert real_engine.refusal(draft) is None  # near enough to some sentence of the corpus
+    assert real_engine.answerability.off_topic(draft)
+    answer = real_engine.ask(question)
+    assert answer.abstained and not answer.citations
+    assert "outside space law and security" in answer.text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("question", ["Who pays if a satellite falls on my house?",
+                                      "Can the military use space at all?", "registration of space objects"])
+def test_everyday_questions_on_the_subject_pass_the_topic_model(real_engine, question):
+    assert not real_engine.answerability.off_topic(real_engine.draft(question, real_engine.search(question)))
 
 
 @pytest.mark.slow

@@ -87,10 +87,11 @@ def test_condensing_failure_falls_back_to_the_rule_based_rewrite(llm_engine):
 
 def test_the_answerability_check_gates_the_models_answer(llm_engine):
     engine, server = llm_engine
-    question = "What penalties does the Outer Space Treaty set for a State that puts nuclear weapons in orbit?"
+    question = "What penalty applies to a State that fails to register a space object?"
     extractive = engine.ask(question, mode="extractive")
     assert extractive.partial
-    server.script(Reply("States Parties undertake not to place nuclear weapons in orbit around the Earth [1]."))
+    server.script(Reply("The launching State shall register the space object in an appropriate registry "
+                        "which it shall maintain [1]."))
     answer = engine.ask(question, mode="llm")
     assert answer.mode == "llm" and answer.partial and not answer.abstained
     assert answer.confidence == extractive.confidence

@@ -18,8 +18,8 @@ from rag.learn.model_store import (
     read_tuned_model,
 )
 from rag.learn.query_model import QueryTraining, TunedQueryEmbedder
-from rag.learn.questions import QuestionFileError
-from rag.learn.tune import tune
+from rag.learn.questions import QuestionFileError, load_questions
+from rag.learn.tune import question_files, questions_digest, tune
 
 SMOKE = QueryTraining(epochs=1, batch_size=4, lora_rank=2)
 QUESTIONS = [
@@ -60,7 +60,8 @@ def test_tune_installs_a_small_model_with_its_manifest(workspace):
     assert manifest["questions_sha256"] and manifest["base_model_sha256"]
     weights = settings.tuned_model_dir / QUERY_LORA / "adapter_model.safetensors"
     assert 0 < weights.stat().st_size < 20 * 2**20
-    assert report.questions == 4 and report.examples >= 4
+    off_topic = load_questions(settings.off_topic_questions_path)
+    assert report.questions == len(QUESTIONS) + len(off_topic) and report.examples >= 4
     assert read_tuned_model(settings.tuned_model_dir, settings.embedder).manifest == manifest
 
 
@@ -133,6 +134,19 @@ def test_a_changed_corpus_makes_the_model_stale_but_usable(workspace):
     assert any("no training questions cover" in n and "moon-agreement-1979" in n for n in notes)
 
 
+def test_the_off_topic_questions_are_part_of_the_question_set_and_its_digest(workspace, tmp_path):
+    settings, report = workspace
+    assert settings.off_topic_questions_path in question_files(settings, [])
+    manifest = report.model.manifest
+    assert manifest["questions_sha256"] == questions_digest(question_files(settings, []))
+    changed = tmp_path / "off_topic.jsonl"
+    changed.write_text('{"id": "o1", "question": "How do I bake bread?", "answerable": false, "kind": "off-topic"}\n',
+                       encoding="utf-8")
+    other = settings.model_copy(update={"off_topic_questions_path": changed})
+    assert questions_digest(question_files(other, [])) != manifest["questions_sha256"]
+    assert question_files(settings.model_copy(update={"off_topic_questions_path": None}), []) == [settings.questions_path]
+
+
 def test_questions_about_documents_not_in_the_corpus_are_refused(workspace, tmp_path):
     settings, _ = workspace
     rows = [("x1", "What does my report say?", "my-report-2025", "a quote of at least a few words")]
@@ -166,11 +180,15 @@ def test_tune_trains_the_answerability_model_on_out_of_fold_drafts(workspace, tm
     picked = [r for r in rows if r["answerable"]][:240:3] + [r for r in rows if not r["answerable"]][:40]
     questions = tmp_path / "questions.jsonl"
     questions.write_text("".join(json.dumps(r) + "\n" for r in picked), encoding="utf-8")
-    full = settings.model_copy(update={"questions_path": questions, "tuned_model_dir": tmp_path / "model"})
+    off_topic = tmp_path / "off_topic.jsonl"
+    off_topic.write_text("".join((ROOT / "training" / "off_topic.jsonl").read_text().splitlines(True)[:40]),
+                         encoding="utf-8")
+    full = settings.model_copy(update={"questions_path": questions, "off_topic_questions_path": off_topic,
+                                       "tuned_model_dir": tmp_path / "model"})
     report = tune(full, config=SMOKE)
     manifest = report.model.manifest
     assert 0.0 < manifest["off_topic_similarity"] < 0.6
-    assert set(manifest["answerability"]) == {"partial", "answer"}
+    assert set(manifest["answerability"]) == {"partial", "answer", "off_topic"}
     assert (full.tuned_model_dir / ANSWERABILITY / "answerability.json").is_file()
     engine = Engine.load(full)
     assert engine.answerability is not None  # tied to this encoder by its weights' digest

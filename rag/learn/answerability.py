@@ -12,6 +12,10 @@ Three parts, trained by ``rag.learn.train_answerability`` on the question set:
 
 Two thresholds on the confidence, chosen on held-out folds, give the three outcomes: answered,
 partial (quotes shown, with what the corpus does not state) and not found.
+
+Before them, a topic model (logistic regression over the question's embedding, trained on
+off-topic questions against the question set) refuses questions outside the corpus's subject
+that the similarity floor lets through ("Which planet has the most moons?").
 """
 
 from __future__ import annotations
@@ -114,6 +118,8 @@ class AnswerabilityModel:
                              weights["forest_value"], weights["forest_roots"], float(np.ravel(weights["forest_baseline"])[0]))
         self.calibration = weights["calibration"]  # Platt scaling: (slope, intercept) of the log-odds
         self.answer_threshold = float(meta["thresholds"]["answer"])
+        self.topic = _linear(weights, "topic") if "topic_coef" in weights else None
+        self.off_topic_threshold = float(meta["thresholds"].get("off_topic", 1.0))
         self.partial_threshold = float(meta["thresholds"]["partial"])
 
     def sentence_scores(self, draft: Draft) -> np.ndarray:
@@ -143,6 +149,12 @@ class AnswerabilityModel:
         row["question_logit"] = float(self.question.logit(draft.vector[None, :].astype(np.float64))[0])
         x = np.array([[row[name] for name in self.answer_features]])
         return float(self.forest.logit(x)[0])
+
+    def off_topic(self, draft: Draft) -> bool:
+        """Whether the question is outside the corpus's subject altogether."""
+        if self.topic is None:
+            return False
+        return float(sigmoid(self.topic.logit(draft.vector[None, :].astype(np.float64))[0])) > self.off_topic_threshold
 
     def calibrate(self, logit: float) -> float:
         return float(sigmoid(self.calibration[0] * logit + self.calibration[1]))

@@ -50,6 +50,11 @@ MAX_FALSE_ABSTENTION = 0.02
 MIN_STYLE_QUESTIONS = 100
 #: Largest share of answerable questions that may get a partial (or not-found) answer.
 MAX_ANSWERABLE_PARTIAL = 0.10
+#: The ``kind`` of the questions outside the corpus's subject (``training/off_topic.jsonl``): they
+#: train the topic model only, so the answer model keeps judging on-topic questions as before.
+OFF_TOPIC = "off-topic"
+#: Largest share of answerable questions the topic model may call off topic (held-out folds).
+MAX_OFF_TOPIC_ANSWERABLE = 0.005
 #: Settings that do not change what retrieval returns (left out of the drafts cache's key).
 _NOT_RETRIEVAL = {"llm_api_key", "llm_provider", "llm_base_url", "llm_model", "llm_timeout_s", "answerability_dir",
                   "feedback_path", "host", "port"}
@@ -110,12 +115,13 @@ def sentence_labels(draft: Draft, quote: str) -> list[int]:
     return labels
 
 
-def _fit_linear(x: np.ndarray, y: np.ndarray, c: float, seed: int) -> dict[str, np.ndarray]:
+def _fit_linear(x: np.ndarray, y: np.ndarray, c: float, seed: int, balanced: bool = False) -> dict[str, np.ndarray]:
     from sklearn.linear_model import LogisticRegression
 
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale = np.where(scale > 1e-9, scale, 1.0)
-    model = LogisticRegression(C=c, max_iter=5000, random_state=seed).fit((x - mean) / scale, y)
+    model = LogisticRegression(C=c, max_iter=5000, random_state=seed,
+                               class_weight="balanced" if balanced else None).fit((x - mean) / scale, y)
     return {"mean": mean, "scale": scale, "coef": model.coef_[0].astype(np.float64),
             "intercept": np.array(float(model.intercept_[0]))}
 
@@ -194,7 +200,14 @@ def train_answerability(engine, questions: list[Question], out_dir: Path, seed: 
     started = time.perf_counter()
     warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")
     drafts = drafts if drafts is not None else collect_drafts(engine, questions, cache_dir)
-    all_drafts = [None if engine.refusal(d) or not d.candidates else d for d in drafts]
+    topic_w, topic_t, gated = _fit_topic(questions, drafts, seed)
+    off_topic = [q for q in questions if q.kind == OFF_TOPIC]
+    off_topic_by_rules = {q.id for q, d in zip(questions, drafts, strict=True)
+                          if q.kind == OFF_TOPIC and (engine.refusal(d) or not d.candidates)}
+    drafts = [d for q, d in zip(questions, drafts, strict=True) if q.kind != OFF_TOPIC]
+    questions = [q for q in questions if q.kind != OFF_TOPIC]
+    all_drafts = [None if engine.refusal(d) or not d.candidates or q.id in gated else d
+                  for q, d in zip(questions, drafts, strict=True)]
     kept = [i for i, d in enumerate(all_drafts) if d is not None]
     qs = [questions[i] for i in kept]
     drafts = [all_drafts[i] for i in kept]
@@ -247,13 +260,51 @@ def train_answerability(engine, questions: list[Question], out_dir: Path, seed: 
     weights |= {f"forest_{name}": np.asarray(getattr(forest, name)) for name in
                 ("feature", "threshold", "left", "right", "missing_left", "value", "roots", "baseline")}
     weights |= {"calibration": np.array([slope, intercept])}
+    if topic_w is not None:
+        weights |= {f"topic_{k}": v for k, v in topic_w.items()}
+        meta["thresholds"]["off_topic"] = round(topic_t, 6)
     write_artifacts(Path(out_dir), meta, weights)
     report = {"questions": len(questions), "refused_by_rules": len(refused), "trained_on": len(qs),
+              "off_topic": _off_topic_report(off_topic, off_topic_by_rules, gated, questions),
               "trees": len(forest.roots), "thresholds": meta["thresholds"],
               "held_out_folds": outcome_report(qs, confidence, partial_t, answer_t, refused),
               "seconds": round(time.perf_counter() - started, 1)}
     log.info("answerability: %s", json.dumps(report))
     return report
+
+
+def _off_topic_report(off_topic: list[Question], by_rules: set[str], gated: set[str],
+                      on_topic: list[Question]) -> dict:
+    """Shares of the off-topic questions refused by the rules (the similarity floor), called off
+    topic by the topic model (held-out folds), and by either; answerable questions it calls off topic."""
+    def share(ids: set[str]) -> float | None:
+        return round(sum(q.id in ids for q in off_topic) / len(off_topic), 3) if off_topic else None
+    return {"questions": len(off_topic), "refused_by_rules": share(by_rules), "called_off_topic": share(gated),
+            "refused": share(by_rules | gated),
+            "answerable_called_off_topic": sum(q.answerable and q.id in gated for q in on_topic)}
+
+
+def _fit_topic(questions: list[Question], drafts: list[Draft], seed: int
+               ) -> tuple[dict[str, np.ndarray] | None, float, set[str]]:
+    """The topic model: a logistic regression over the question's vector, off-topic questions
+    against the question set's (answerable and near misses alike: both are on topic). Its
+    threshold lets at most ``MAX_OFF_TOPIC_ANSWERABLE`` of answerable questions through as off
+    topic on held-out folds. Returns (weights or None without off-topic questions, threshold,
+    ids of the questions called off topic on held-out folds)."""
+    if not any(q.kind == OFF_TOPIC for q in questions):
+        return None, 1.0, set()
+    x = np.array([d.vector for d in drafts], dtype=np.float64)
+    y = np.array([q.kind == OFF_TOPIC for q in questions], dtype=int)
+    folds = np.array([fold_of(q, seed) for q in questions])
+    held_out = np.zeros(len(questions))
+    for k in range(FOLDS):
+        test = folds == k
+        held_out[test] = sigmoid(_linear_logit(_fit_linear(x[~test], y[~test], 1.0, seed, balanced=True), x[test]))
+    answerable = np.array([q.answerable for q in questions])
+    threshold = max(0.5, float(np.quantile(held_out[answerable], 1.0 - MAX_OFF_TOPIC_ANSWERABLE))) \
+        if answerable.any() else 0.5
+    gated = {q.id for q, p in zip(questions, held_out, strict=True) if p > threshold}
+    return _fit_linear(x, y, 1.0, seed, balanced=True), threshold, gated
 
 
 def choose_thresholds(qs: list[Question], confidence: np.ndarray, refused: list[Question]) -> tuple[float, float]:

@@ -61,10 +61,16 @@ def questions_digest(paths: list[Path]) -> str:
     return digest.hexdigest()
 
 
+def question_files(settings: Settings, extra: list[Path]) -> list[Path]:
+    """The project's question files (the off-topic set when configured) and a user's."""
+    off_topic = [settings.off_topic_questions_path] if settings.off_topic_questions_path else []
+    return [settings.questions_path, *off_topic, *extra]
+
+
 def gather_questions(settings: Settings, extra: list[Path], known_docs: set[str]) -> list[Question]:
     """The project's question set plus a user's, checked against the corpus."""
     questions: list[Question] = []
-    for path in [settings.questions_path, *extra]:
+    for path in question_files(settings, extra):
         batch = load_questions(path)
         unknown = sorted({q.doc for q in batch if q.answerable and q.doc not in known_docs})
         if unknown:
@@ -183,7 +189,7 @@ def tune(settings: Settings, extra: list[Path] | None = None, config: QueryTrain
             manifest = {
                 "base_model": settings.embedder,
                 "base_model_sha256": base_model_digest(settings.embedder),
-                "questions_sha256": questions_digest([settings.questions_path, *extra]),
+                "questions_sha256": questions_digest(question_files(settings, extra)),
                 "documents": {d: checksums[d] for d in documents},
                 "query_training": asdict(config),
                 "trained_on": {"questions": len(questions), "examples": len(examples)},

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import signal
 import sys
 import time
 
@@ -64,6 +65,9 @@ def main() -> None:
     parser.add_argument("file")
     parser.add_argument("--pause")
     args = parser.parse_args()
+    # A user's Ctrl-C: a process started in the background of a non-interactive shell (a CI
+    # step, `make test &`) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if args.pause:
         install_hooks(args.pause, pathlib.Path(args.corpus_dir))
 
