@@ -35,6 +35,7 @@ from rag.learn.model_store import (
     TunedModelError,
     read_tuned_model,
 )
+from rag.learn.term_links import TERM_LINKS_FILE, read_term_links
 from rag.llm import condense, llm_answer, make_chat_model
 from rag.llm_budget import Deadline, ModelSlots
 from rag.retrieval import Filters, Hit, HybridRetriever
@@ -97,14 +98,17 @@ class Engine:
         tuned = tuned if query_embedder is not embedder else None
         local = (index.chunks, index.vectors, index.faiss_index, embedder, settings,
                  index.sentences, index.sentence_vectors, query_embedder)
+        lexical = index.lexical
+        if tuned is not None and lexical is not None:
+            lexical = lexical.with_links(read_term_links(tuned.folder / TERM_LINKS_FILE), settings.term_link_weight)
         if settings.search_backend == "milvus":
             from rag.milvus_store import MilvusRetriever, MilvusStore
 
             store = MilvusStore(settings.milvus_uri, settings.milvus_collection, index.vectors.shape[1])
             log.info("milvus %s: %s", settings.milvus_collection, store.sync(index.chunks, index.vectors))
-            retriever = MilvusRetriever(store, *local, lexical=index.lexical, untrained_docs=untrained)
+            retriever = MilvusRetriever(store, *local, lexical=lexical, untrained_docs=untrained)
         else:
-            retriever = HybridRetriever(*local, lexical=index.lexical, untrained_docs=untrained)
+            retriever = HybridRetriever(*local, lexical=lexical, untrained_docs=untrained)
         catalogue = Catalogue(corpus)
         vocabulary = index.vocabulary.extended(catalogue.names)
         retriever.embed_query("outer space")  # load the model now, not on the first question

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import gc
 import logging
 import re
@@ -73,6 +74,16 @@ class LexicalIndex:
         self._bm25 = bm25
         self._vocab = set(bm25.vocab_dict)
         self.size = int(bm25.scores["num_docs"])
+        self._links: dict[str, list[str]] = {}
+        self._link_weight = 0.0
+
+    def with_links(self, links: dict[str, list[str]], weight: float) -> LexicalIndex:
+        """This index (its arrays shared) scoring each query with the words ``links`` ties to
+        its words added at ``weight`` (``rag.learn.term_links``)."""
+        linked = copy.copy(self)
+        linked._links = {q: [t for t in targets if t in self._vocab] for q, targets in links.items()}
+        linked._link_weight = weight
+        return linked
 
     def save(self, folder: Path) -> None:
         """Write the index to ``folder`` (bm25s's arrays, vocabulary and parameters)."""
@@ -85,15 +96,21 @@ class LexicalIndex:
         lexical._attach(bm25s.BM25.load(str(folder), mmap=True, show_progress=False))
         return lexical
 
-    def _terms(self, query: str) -> list[str]:
-        return [t for t in tokenize(query) if t in self._vocab]
+    def _terms(self, query: str) -> tuple[list[str], list[str]]:
+        """(the query's known terms, the terms linked to them that it lacks)."""
+        asked = tokenize(query)
+        linked = [t for q in asked for t in self._links.get(q, ()) if t not in asked] if self._link_weight else []
+        return [t for t in asked if t in self._vocab], list(dict.fromkeys(linked))
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every chunk for ``query`` (zeros when no query term is known)."""
-        terms = self._terms(query)
-        if not terms:
-            return np.zeros(self.size, dtype=np.float32)
-        return np.asarray(self._bm25.get_scores(terms), dtype=np.float32)
+        terms, linked = self._terms(query)
+        total = np.zeros(self.size, dtype=np.float32)
+        if terms:
+            total += np.asarray(self._bm25.get_scores(terms), dtype=np.float32)
+        if linked:
+            total += np.float32(self._link_weight) * np.asarray(self._bm25.get_scores(linked), dtype=np.float32)
+        return total
 
     def top(self, query: str, k: int, allowed: np.ndarray | None = None) -> np.ndarray:
         """Ids of the (at most) ``k`` best chunks for ``query`` among the ``allowed`` ones,
@@ -118,10 +135,12 @@ class LexicalIndex:
         # default (Lucene) variant gives no score to a chunk without the term.
         matrix = self._bm25.scores
         total = np.zeros(len(ids), dtype=np.float32)
-        for term in self._bm25.get_tokens_ids(self._terms(query)):
-            start, end = matrix["indptr"][term], matrix["indptr"][term + 1]
-            chunks = matrix["indices"][start:end]
-            at = np.minimum(np.searchsorted(chunks, ids), max(len(chunks) - 1, 0))
-            found = chunks[at] == ids if len(chunks) else np.zeros(len(ids), dtype=bool)
-            total[found] += matrix["data"][start:end][at[found]]
+        terms, linked = self._terms(query)
+        for weight, group in ((1.0, terms), (self._link_weight, linked)):
+            for term in self._bm25.get_tokens_ids(group) if group else ():
+                start, end = matrix["indptr"][term], matrix["indptr"][term + 1]
+                chunks = matrix["indices"][start:end]
+                at = np.minimum(np.searchsorted(chunks, ids), max(len(chunks) - 1, 0))
+                found = chunks[at] == ids if len(chunks) else np.zeros(len(ids), dtype=bool)
+                total[found] += np.float32(weight) * matrix["data"][start:end][at[found]]
         return total

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     #: Passages of documents the tuned model was not trained on (added or changed since) are
     #: scored with this share of the tuned question vector, the rest the installed model's.
     tuned_weight_on_untrained: float = Field(default=0.5, ge=0.0, le=1.0)
+    #: Weight of the provision words the tuned model links to a question's words (learned from
+    #: the question set: "companies" -> "entities") in the lexical score; the asked words weigh 1.
+    term_link_weight: float = Field(default=0.3, ge=0.0, le=1.0)
 
     # Retrieval
     top_k: int = 5

@@ -19,6 +19,7 @@ from rag.learn.model_store import (
 )
 from rag.learn.query_model import QueryTraining, TunedQueryEmbedder
 from rag.learn.questions import QuestionFileError, load_questions
+from rag.learn.term_links import TERM_LINKS_FILE
 from rag.learn.tune import question_files, questions_digest, tune
 
 SMOKE = QueryTraining(epochs=1, batch_size=4, lora_rank=2)
@@ -58,6 +59,7 @@ def test_tune_installs_a_small_model_with_its_manifest(workspace):
     manifest = json.loads((settings.tuned_model_dir / MANIFEST_FILE).read_text())
     assert manifest["documents"].keys() == {q[2] for q in QUESTIONS}
     assert manifest["questions_sha256"] and manifest["base_model_sha256"]
+    assert TERM_LINKS_FILE in manifest["files"]  # what the question words link to, learned beside the encoder
     weights = settings.tuned_model_dir / QUERY_LORA / "adapter_model.safetensors"
     assert 0 < weights.stat().st_size < 20 * 2**20
     off_topic = load_questions(settings.off_topic_questions_path)

@@ -34,6 +34,7 @@ from rag.learn.model_store import (
 )
 from rag.learn.query_model import QueryTraining, save_lora, train_query_model, training_examples
 from rag.learn.questions import Question, QuestionFileError, load_questions
+from rag.learn.term_links import TERM_LINKS_FILE, learn_term_links, write_term_links
 from rag.learn.train_answerability import collect_drafts, train_answerability
 from rag.settings import Settings
 
@@ -146,13 +147,16 @@ def out_of_fold_drafts(engine: Engine, questions: list[Question], config: QueryT
     # As many steps as the final encoder takes: training moves similarities as a whole (they
     # fall as passages are pushed apart), and the answerability model reads their level.
     steps_matched = replace(config, epochs=config.epochs * OUT_OF_FOLD // (OUT_OF_FOLD - 1))
+    lexical = engine.retriever.lexical
     for part in range(OUT_OF_FOLD):
         held = [i for i, q in enumerate(questions) if _fold(q, config.seed) == part]
-        model, _, documents = train_query_encoder(
-            engine, [q for i, q in enumerate(questions) if _fold(q, config.seed) != part], steps_matched, progress)
+        trained = [q for q in questions if _fold(q, config.seed) != part]
+        model, _, documents = train_query_encoder(engine, trained, steps_matched, progress)
         _encoder(engine, model, f"out-of-fold-{part}", documents)
+        engine.retriever.lexical = lexical.with_links(learn_term_links(trained), engine.settings.term_link_weight)
         for i, draft in zip(held, collect_drafts(engine, [questions[i] for i in held]), strict=True):
             drafts[i] = draft
+    engine.retriever.lexical = lexical
     return drafts
 
 
@@ -185,6 +189,7 @@ def tune(settings: Settings, extra: list[Path] | None = None, config: QueryTrain
             drafts = out_of_fold_drafts(engine, questions, config, progress) if answerability else None
             model, examples, documents = train_query_encoder(engine, questions, config, progress)
             save_lora(model, staged / QUERY_LORA)
+            write_term_links(learn_term_links(questions), staged / TERM_LINKS_FILE)
             checksums = engine.corpus.checksums()
             manifest = {
                 "base_model": settings.embedder,
