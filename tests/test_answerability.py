@@ -174,6 +174,13 @@ def test_an_answered_question_leads_with_the_sentence_that_answers(real_engine):
 
 
 @pytest.mark.slow
+def test_a_question_naming_an_instrument_is_answered_from_it_first(real_engine):
+    answer = real_engine.ask("What is a space object according to the Liability Convention?")
+    assert answer.citations and answer.citations[0].doc_id == "liability-convention-1972"
+    assert "space object" in answer.citations[0].quote
+
+
+@pytest.mark.slow
 def test_quotes_are_grouped_by_instrument_each_named_once(real_engine):
     answer = real_engine.ask("Compare the Rescue Agreement and the Outer Space Treaty on the return of astronauts.")
     blocks = answer.text.split("\n\n")[1 if answer.partial else 0:]  # a partial answer first says what is missing

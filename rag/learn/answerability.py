@@ -132,12 +132,15 @@ class AnswerabilityModel:
 
     def lead(self, draft: Draft) -> int:
         """The candidate that opens the answer: the composer's best unless the sentence model
-        clearly prefers another (near ties go to the composer, whose score the model also reads)."""
+        clearly prefers another (near ties go to the composer, whose score the model also reads).
+        A question that names instruments is answered from them first, when they have a candidate."""
         scores = self.sentence_scores(draft)
         if not scores.size:
             return 0
-        best = int(np.argmax(scores))
-        return best if scores[best] - scores[0] >= LEAD_MARGIN else 0
+        named = set(draft.cues.doc_ids)
+        pool = [i for i in range(len(scores)) if draft.candidates[i].hit.chunk.doc_id in named] or list(range(len(scores)))
+        best = max(pool, key=lambda i: (scores[i], -i))
+        return best if scores[best] - scores[pool[0]] >= LEAD_MARGIN else pool[0]
 
     def raw(self, draft: Draft) -> float:
         """Uncalibrated log-odds that the draft's quotes, best-answering first, answer it."""
