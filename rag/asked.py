@@ -75,7 +75,7 @@ _JUDGEMENT = re.compile(
 _PRESENT = re.compile(
     r"\b(?:currently|nowadays|now|today|recent(?:ly)?|latest|so far|to date|as of|these days|this year|"
     r"last year|at present|presently|up to now|in practice|actually|ever|yet)\b|"
-    r"^\W*(?:has|have|did)\b|\b(?:has|have) (?:\w+ ){0,3}(?:ever|already|since)\b|"
+    r"^\W*(?:has|have)\b|\b(?:has|have) (?:\w+ ){0,3}(?:ever|already|since)\b|"
     r"\bhow many (?:countries|states|nations|parties|members|signator\w*|objects|satellites)\b", re.IGNORECASE)
 _STATES = re.compile(r"\b(?:which|what|list|name)(?: \w+)? (?:countries|states|nations|members|parties|"
                      r"governments|signator\w*)\b|\bwho (?:are|were|has|have) (?:the )?(?:members|parties|"

@@ -20,6 +20,7 @@ from rag.asked import asked_for, evidence, focus_terms, has_figure
     ("Will the guidelines eventually become a binding convention?", "judgement", True),
     ("How effective have the debris guidelines been?", "judgement", True),
     ("Has any country ever withdrawn from the Outer Space Treaty?", "present", True),
+    ("Did the CSpO statement say anything about Russia?", "present", False),  # the past a text states
     ("Which countries have ratified the Rescue Agreement?", "states", True),
     ("Who decides whether an intentional break-up is necessary?", "actor", True),
     ("What happens if a State forgets to send the annual update?", "consequence", True),
