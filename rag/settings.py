@@ -39,8 +39,8 @@ class Settings(BaseSettings):
     tuned_model_dir: Path = ROOT / "training" / "model"
     use_tuned_model: bool = True
     questions_path: Path = ROOT / "training" / "questions.jsonl"
-    #: Questions outside the corpus's subject (astronomy, other law, chit-chat): more negatives
-    #: for the answerability model, which otherwise sees only on-topic near misses.
+    #: Questions outside the corpus's subject (astronomy, other law, chit-chat): they train the
+    #: answerability model's topic part only (the question set holds on-topic questions alone).
     off_topic_questions_path: Path | None = ROOT / "training" / "off_topic.jsonl"
     #: Passages of documents the tuned model was not trained on (added or changed since) are
     #: scored with this share of the tuned question vector, the rest the installed model's.
