@@ -442,16 +442,27 @@ def test_enter_sends_and_shift_enter_starts_a_new_line(page):
     expect()(page.locator("#question")).to_contain_text("Enter sends; Shift+Enter starts a new line.")
 
 
+def typed_number(box, text: str, default: str) -> str:
+    """What the number box shows after typing ``text``. A slider just mounted by opening its
+    accordion can be reset to its default by Gradio right after the first keystrokes (seen
+    once on a loaded CI machine); typing again is what a user would do, so the test does too."""
+    for _ in range(3):
+        box.fill(text)
+        box.page.wait_for_timeout(300)
+        if box.input_value() != default or text == default:
+            break
+    return box.input_value()
+
+
 def test_passages_number_box_keeps_to_its_range(page):
     """Defect 5: typing 0 in the slider's number box (range 1-10) was accepted."""
     page.get_by_text("Filters and options").click()
     number = page.locator("#passages input[type='number']")
-    number.fill("0")
-    expect()(number).to_have_value("1")
-    number.fill("25")
-    expect()(number).to_have_value("10")
-    number.fill("3")
-    expect()(number).to_have_value("3")
+    default = number.input_value()
+    assert default not in {"0", "1", "10", "25", "3"}  # else a reset would read as clamping
+    assert typed_number(number, "0", default) == "1"
+    assert typed_number(number, "25", default) == "10"
+    assert typed_number(number, "3", default) == "3"
 
 
 def test_abstention_reads_as_sentences(page):
