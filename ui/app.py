@@ -74,8 +74,9 @@ document.addEventListener("click", (event) => {
   if (!link) return;
   event.preventDefault();
   event.stopPropagation();
-  const target = document.getElementById(link.getAttribute("href").slice(1));
-  if (!target) return;
+  const anchor = document.getElementById(link.getAttribute("href").slice(1));
+  if (!anchor) return;
+  const target = anchor.closest(".source") || anchor;  // a passage quoted twice has one card
   for (let el = target.parentElement; el; el = el.parentElement) {
     if (el.tagName === "DETAILS") el.open = true;
   }

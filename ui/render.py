@@ -77,8 +77,11 @@ def answer_markdown(answer: Answer, turn: int, labels: dict[int, str] | None = N
     if answer.notice:
         lines.append(f"_{escape_markdown(answer.notice)}_")
     if labels and answer.citations:
-        chips = " ".join(f'<a class="chip" href="#{source_anchor(turn, n)}">{n} · {html.escape(label)}</a>'
-                         for n, label in sorted(labels.items()))
+        # One chip per cited passage, numbered with all the markers that quote it.
+        groups = [[c.n for c in group if c.n in labels] for group in by_passage(answer.citations)]
+        chips = " ".join(f'<a class="chip" href="#{source_anchor(turn, ns[0])}">'
+                         f'{", ".join(map(str, ns))} · {html.escape(labels[ns[0]])}</a>'
+                         for ns in groups if ns)
         lines.append(f'<span class="chips">{chips}</span>')
     return "\n\n".join(lines)
 
@@ -107,28 +110,41 @@ def passage_html(text: str, spans: Sequence[tuple[int, int]] = ()) -> str:
     return "".join(out)
 
 
-def _card(c: Citation, anchor: str, answered: bool, full: str, label: str) -> str:
-    spans = [(c.quote_start, c.quote_start + len(c.quote))] if answered else []
+def _card(cited: list[Citation], turn: int, answered: bool, full: str, label: str) -> str:
+    """One passage and every quote taken from it: the markers of all of them, one anchor each
+    (a marker's link lands on the card), each quote highlighted."""
+    c = cited[0]
+    spans = [(x.quote_start, x.quote_start + len(x.quote)) for x in cited] if answered else []
     passage = passage_html(c.text, spans) if answered else passage_html(c.quote)
     # The full section only when it holds more than the passage shown.
     more = (f"<details><summary>Full section</summary><div class='passage'>{passage_html(full)}</div></details>"
             if full.strip() != (c.text if answered else c.quote).strip() else "")
-    return (f'<div class="source" id="{anchor}">'
-            f'<div class="source-head"><span class="marker">[{c.n}]</span> '
+    markers = " ".join(f'<span class="marker">[{x.n}]</span>' for x in cited)
+    anchors = "".join(f'<span class="anchor" id="{source_anchor(turn, x.n)}"></span>' for x in cited[1:])
+    return (f'<div class="source" id="{source_anchor(turn, c.n)}">{anchors}'
+            f'<div class="source-head">{markers} '
             f"<b>{html.escape(label)}</b> "
             f'<span class="score" title="Relevance: similarity of the passage to the question '
-            f'(higher is closer)">relevance {c.score:.2f}</span></div>'
+            f'(higher is closer)">relevance {max(x.score for x in cited):.2f}</span></div>'
             f'<div class="passage">{passage}</div>{more}</div>')
+
+
+def by_passage(citations: Sequence[Citation]) -> list[list[Citation]]:
+    """Citations grouped by the passage they quote, in the order of each passage's first one."""
+    groups: dict[str, list[Citation]] = {}
+    for c in citations:
+        groups.setdefault(c.chunk_id, []).append(c)
+    return list(groups.values())
 
 
 def sources_html(answer: Answer, turn: int, sections: dict[str, str],
                  labels: dict[int, str] | None = None, filters: str = "") -> str:
-    """The sources of one answer (turn ``turn``): each citation with its passage, the quote
+    """The sources of one answer (turn ``turn``): each cited passage once, its quotes
     highlighted, its score, and the full section to expand when it adds text."""
     listed = answer.citations or answer.related
     heading = "Sources" if answer.citations else "Related passages (not an answer)"
-    items = [_card(c, source_anchor(turn, c.n), bool(answer.citations), sections.get(c.chunk_id, c.text),
-                   (labels or {}).get(c.n, c.label)) for c in listed]
+    items = [_card(group, turn, bool(answer.citations), sections.get(group[0].chunk_id, group[0].text),
+                   (labels or {}).get(group[0].n, group[0].label)) for group in by_passage(listed)]
     if not items:
         heading = "No sources"
         where = f" the active filters. {html.escape(filters)}" if filters else ""

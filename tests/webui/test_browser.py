@@ -365,6 +365,24 @@ def test_chips_under_the_answer_open_their_card(sized_page):
     expect()(page.locator("#src-1-2")).to_be_in_viewport()
 
 
+def test_a_passage_quoted_twice_is_one_card_that_every_marker_opens(page, ui_engine):
+    question = "Can a country claim the Moon?"
+    cited = ui_engine.ask(question).citations  # same corpus and index as the server
+    passages = [c.chunk_id for c in cited]
+    assert len(set(passages)) < len(passages), "the question no longer quotes one passage twice"
+    ask(page, question, wait_for=f"#chat a[href='#src-1-{len(cited)}']")
+    cards = page.locator("#sources section[data-turn='1'] .source")
+    expect()(cards).to_have_count(len(set(passages)))
+    for c in cited:
+        page.evaluate("window.scrollTo(0, 0)")
+        page.locator(f"#chat a:not(.chip)[href='#src-1-{c.n}']").click()
+        card = page.locator(f"#sources .source:has(#src-1-{c.n}), #sources .source#src-1-{c.n}")
+        expect()(card).to_have_class(re.compile(r"\bflash\b"), timeout=1500)
+        expect()(card).to_be_in_viewport()
+        marks = [normalised(m) for m in card.locator(".passage mark").all_inner_texts()]
+        assert normalised(c.quote) in marks
+
+
 def test_earlier_answers_sources_fold_away_and_their_markers_unfold_them(page):
     ask(page, NUCLEAR_Q, wait_for="#chat a[href='#src-1-1']")
     ask(page, LIABILITY_Q, wait_for="#chat a[href='#src-2-1']")

@@ -440,7 +440,11 @@ def test_answers_carry_chips_with_formal_citations(rescue_turn):
     message = rescue_turn["chat"][1]["content"]
     chips = re.findall(r'<a class="chip" href="#src-1-(\d+)">(.*?)</a>', message)
     answer = rescue_turn["answers"][0]
-    assert [int(n) for n, _ in chips] == [c.n for c in answer.citations]
+    firsts = {}  # one chip per cited passage, linked to its first marker, naming them all
+    for c in answer.citations:
+        firsts.setdefault(c.chunk_id, []).append(c.n)
+    assert [int(n) for n, _ in chips] == [ns[0] for ns in firsts.values()]
+    assert [label.split(" · ")[0] for _, label in chips] == [", ".join(map(str, ns)) for ns in firsts.values()]
     assert all(re.search(r"\(\d{4}\), art\. \d+", label) for _, label in chips), chips
     assert 'id="src-1-1"' in rescue_turn["sources"]
 

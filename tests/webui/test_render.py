@@ -413,3 +413,28 @@ def test_excerpts_html_highlights_matches_and_carries_the_citation_to_copy():
     assert button["data-copy"] == f"Outer Space Treaty (1967), art. IV(1): \u201c{text}\u201d"
     assert "nuclear <orbit>" in parsed.text and "<orbit>" not in page
     assert "No passage matches" in excerpts_html([], "x")
+
+
+def two_quotes_from_one_passage() -> Answer:
+    later = "Further text after the quote."
+    return answer(text=f"\u201c{QUOTE}\u201d [1] \u201c{later}\u201d [2]",
+                  citations=[citation(1), citation(2, quote=later, chunk_id=citation(1).chunk_id, score=0.5)])
+
+
+def test_a_passage_quoted_twice_has_one_card_with_both_quotes_and_both_anchors():
+    page = sources_html(two_quotes_from_one_passage(), turn=3, sections={})
+    parsed = Parsed(page)
+    assert page.count('class="source"') == 1
+    assert [html.unescape(m) for m in re.findall(r"<mark>(.*?)</mark>", page, flags=re.DOTALL)] == [
+        QUOTE, "Further text after the quote."]
+    assert [a["id"] for t, a in parsed.tags if "id" in a] == ["src-3-1", "src-3-2"]
+    assert "[1] [2]" in parsed.text and "relevance 0.81" in parsed.text
+    assert shown(page).count("In the exploration") == 1
+
+
+def test_a_passage_quoted_twice_has_one_chip_with_both_numbers():
+    labels = {1: "Outer Space Treaty (1967), art. IX", 2: "Outer Space Treaty (1967), art. IX"}
+    md = answer_markdown(two_quotes_from_one_passage(), turn=2, labels=labels)
+    chips = [a for a in Parsed(MD.render(md)).all("a") if a.get("class") == "chip"]
+    assert [c["href"] for c in chips] == ["#src-2-1"]
+    assert "1, 2 · Outer Space Treaty (1967), art. IX" in md
