@@ -251,7 +251,30 @@ def cmd_tune(args: argparse.Namespace) -> int:
     print(f"Tuned on {report.questions} questions ({report.examples} training examples, "
           f"{report.documents} documents) in {report.seconds:.0f} s; installed in {report.model.folder}. "
           "Run 'spacesec build' (or any command) to use it.")
+    if report.answerability:
+        print(answerability_summary(report.answerability))
     return 0
+
+
+def answerability_summary(report: dict) -> str:
+    """The answerability model's held-out figures in three lines."""
+    folds, off_topic = report["held_out_folds"], report["off_topic"]
+
+    def share(rows: list[dict], outcome: str) -> float:
+        n = sum(r["n"] for r in rows)
+        return sum(r[outcome] * r["n"] for r in rows) / n if n else float("nan")
+
+    answerable = [r for name, r in folds["outcomes"].items() if not name.startswith("unanswerable")]
+    near_misses = [r for name, r in folds["outcomes"].items() if name.startswith("unanswerable")]
+    lines = [f"Answerability model (held-out folds): AUROC {folds['auroc']:.3f}, ECE {folds['ece']:.3f}; "
+             "thresholds " + ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in report["thresholds"].items()) + ".",
+             f"  answerable questions: not found {share(answerable, 'not found'):.3f}, "
+             f"partial {share(answerable, 'partial'):.3f}; near misses: not found "
+             f"{share(near_misses, 'not found'):.3f}, partial {share(near_misses, 'partial'):.3f}."]
+    if off_topic["questions"]:
+        lines.append(f"  off-topic questions refused: {off_topic['refused']:.3f} "
+                     f"({off_topic['answerable_called_off_topic']} answerable questions called off topic).")
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
 import pytest
 from conftest import ROOT, copy_index, make_settings
 
+from rag.cli import answerability_summary
 from rag.engine import Engine
 from rag.learn.model_store import (
     ANSWERABILITY,
@@ -189,6 +191,10 @@ def test_tune_trains_the_answerability_model_on_out_of_fold_drafts(workspace, tm
                                        "tuned_model_dir": tmp_path / "model"})
     report = tune(full, config=SMOKE)
     manifest = report.model.manifest
+    assert report.answerability["thresholds"] == manifest["answerability"]
+    summary = answerability_summary(report.answerability)  # what `spacesec tune` prints
+    assert re.search(r"AUROC 0\.\d{3}", summary) and "near misses: not found 0." in summary
+    assert "off-topic questions refused: " in summary
     assert 0.0 < manifest["off_topic_similarity"] < 0.6
     assert set(manifest["answerability"]) == {"partial", "answer", "off_topic"}
     assert (full.tuned_model_dir / ANSWERABILITY / "answerability.json").is_file()

@@ -53,6 +53,8 @@ class TuneReport:
     examples: int
     documents: int
     seconds: float
+    #: What ``train_answerability`` measured on held-out folds (None when it was not trained).
+    answerability: dict | None = None
 
 
 def questions_digest(paths: list[Path]) -> str:
@@ -187,6 +189,7 @@ def tune(settings: Settings, extra: list[Path] | None = None, config: QueryTrain
         staged.mkdir(parents=True)
         try:
             drafts = out_of_fold_drafts(engine, questions, config, progress) if answerability else None
+            answerability_report = None
             model, examples, documents = train_query_encoder(engine, questions, config, progress)
             save_lora(model, staged / QUERY_LORA)
             write_term_links(learn_term_links(questions), staged / TERM_LINKS_FILE)
@@ -204,10 +207,11 @@ def tune(settings: Settings, extra: list[Path] | None = None, config: QueryTrain
                 engine.off_topic_similarity = manifest["off_topic_similarity"] = off_topic_threshold(
                     engine, questions, drafts)
                 engine.answerability = None
-                manifest["answerability"] = train_answerability(engine, questions, staged / ANSWERABILITY,
-                                                                config.seed, drafts=drafts)["thresholds"]
+                answerability_report = train_answerability(engine, questions, staged / ANSWERABILITY,
+                                                           config.seed, drafts=drafts)
+                manifest["answerability"] = answerability_report["thresholds"]
             installed = write_tuned_model(staged, target, manifest)
         finally:
             shutil.rmtree(staged, ignore_errors=True)
     return TuneReport(installed, len(questions), len(examples), len(documents),
-                      time.perf_counter() - started)
+                      time.perf_counter() - started, answerability_report)
