@@ -122,6 +122,12 @@ def ask(page, question: str, wait_for: str | None = None) -> None:
             arg=before, timeout=ANSWER_TIMEOUT_MS)
 
 
+def card_of(anchor: str) -> str:
+    """The source card a marker's anchor lands on (a passage quoted twice is one card that
+    holds the anchors of both quotes)."""
+    return f"#sources .source#{anchor}, #sources .source:has(#{anchor})"
+
+
 def normalised(text: str) -> str:
     return " ".join(text.split())
 
@@ -349,8 +355,8 @@ def test_source_cards_cover_no_other_component_and_a_clicked_citation_is_visible
         assert unobstructed(page, f"#{card.get_attribute('id')}"), f"{card.get_attribute('id')} is covered"
     page.evaluate("window.scrollTo(0, 0)")
     page.locator("#chat a:not(.chip)[href='#src-2-2']").click()
-    expect()(page.locator("#src-2-2")).to_be_in_viewport()
-    assert unobstructed(page, "#src-2-2")
+    expect()(page.locator(card_of("src-2-2"))).to_be_in_viewport()
+    assert unobstructed(page, card_of("src-2-2"))
     shots(page, f"answer-{page.viewport_size['width']}.png")
 
 
@@ -361,8 +367,8 @@ def test_chips_under_the_answer_open_their_card(sized_page):
     assert re.search(r"^2 · Liability Convention \(1972\), art\. ", normalised(chip.inner_text()))
     page.evaluate("window.scrollTo(0, 0)")
     chip.click()
-    expect()(page.locator("#src-1-2")).to_have_class(re.compile(r"\bflash\b"), timeout=1500)
-    expect()(page.locator("#src-1-2")).to_be_in_viewport()
+    expect()(page.locator(card_of("src-1-2"))).to_have_class(re.compile(r"\bflash\b"), timeout=1500)
+    expect()(page.locator(card_of("src-1-2"))).to_be_in_viewport()
 
 
 def test_a_passage_quoted_twice_is_one_card_that_every_marker_opens(page, ui_engine):
@@ -376,7 +382,7 @@ def test_a_passage_quoted_twice_is_one_card_that_every_marker_opens(page, ui_eng
     for c in cited:
         page.evaluate("window.scrollTo(0, 0)")
         page.locator(f"#chat a:not(.chip)[href='#src-1-{c.n}']").click()
-        card = page.locator(f"#sources .source:has(#src-1-{c.n}), #sources .source#src-1-{c.n}")
+        card = page.locator(card_of(f"src-1-{c.n}"))
         expect()(card).to_have_class(re.compile(r"\bflash\b"), timeout=1500)
         expect()(card).to_be_in_viewport()
         marks = [normalised(m) for m in card.locator(".passage mark").all_inner_texts()]
