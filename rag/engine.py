@@ -41,7 +41,7 @@ from rag.llm_budget import Deadline, ModelSlots
 from rag.retrieval import Filters, Hit, HybridRetriever
 from rag.sentences import answer_units
 from rag.settings import Settings
-from rag.validation import InvalidQuestion, clean_filters, clean_history, clean_question
+from rag.validation import InvalidQuestion, clean_filters, clean_history, clean_question, without_instructions
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +136,8 @@ class Engine:
         passages, verified against them; ``stream`` then receives its raw tokens.
         """
         question = clean_question(question, self.settings.max_question_chars)
+        # What is searched and judged; the answer keeps the question as the user asked it.
+        asked = without_instructions(question)
         mode = mode or ("llm" if self.llm_available else "extractive")
         if mode not in ("extractive", "llm"):
             raise InvalidQuestion(f"Unknown answer mode '{mode}'; use 'extractive' or 'llm'.")
@@ -145,29 +147,29 @@ class Engine:
         # One deadline for every model call of this question; none for extractive answers,
         # which never wait for a model.
         deadline = Deadline(self.settings.llm_timeout_s if mode == "llm" else 0.0)
-        hits = self.search(question, self.settings.answer_passages if k is None else k, history,
+        hits = self.search(asked, self.settings.answer_passages if k is None else k, history,
                            doc_ids, kinds, years, deadline)
         # A follow-up ("And the Moon Agreement?") asks the previous question of another document.
-        whole = hits and not (clean_history(history) and is_follow_up(question))
-        overview = self.catalogue.overview_of(question) if whole else None
+        whole = hits and not (clean_history(history) and is_follow_up(asked))
+        overview = self.catalogue.overview_of(asked) if whole else None
         if overview:
             return self._overview_answer(question, overview, hits)
-        draft = self.draft(question, hits)
+        draft = self.draft(asked, hits)
         reason = self.refusal(draft) or (None if draft.candidates else "no passage answers it")
         if reason:
             return abstain(question, reason, hits)
         if self.answerability is None:
             picks = self.composer.choose(draft.candidates, draft.cues)
-            reason = lacks_answer_type(question, [p.hit.chunk.text[p.start:p.end] for p in picks])
+            reason = lacks_answer_type(asked, [p.hit.chunk.text[p.start:p.end] for p in picks])
             if reason:
                 return abstain(question, reason, hits)
             answer = self.composer.write(question, picks)
         else:
             # A follow-up is judged as the question it stands for ("and who pays?" alone asks little).
             judged = draft
-            if history and is_follow_up(question):
-                query = standalone_query(question, clean_history(history), self.catalogue, self.settings.history_turns)
-                judged = self.draft(query, hits) if query != question else draft
+            if history and is_follow_up(asked):
+                query = standalone_query(asked, clean_history(history), self.catalogue, self.settings.history_turns)
+                judged = self.draft(query, hits) if query != asked else draft
             if self.answerability.off_topic(judged):
                 return abstain(question, OFF_TOPIC_REASON, hits)
             judgement = self.answerability.judge(judged)

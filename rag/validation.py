@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 
@@ -30,6 +31,23 @@ def clean_question(text: object, max_chars: int) -> str:
         raise InvalidQuestion(f"The question is {len(text):,} characters long; "
                               f"please shorten it to at most {max_chars:,}.")
     return text
+
+
+# A sentence addressed to the assistant rather than about the corpus ("Ignore previous
+# instructions and ...", "SYSTEM: ...", "You are now ...", "Reply only with ...").
+_INSTRUCTION = re.compile(
+    r"^\W*(?:(?:ignore|disregard|forget|override)\b.*\b(?:instructions?|prompts?|rules)\b"
+    r"|(?:system|assistant|developer)\s*:|you are now\b|(?:reply|respond|answer) only\b)",
+    re.IGNORECASE)
+_SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
+
+
+def without_instructions(question: str) -> str:
+    """The question without sentences that instruct the assistant: they ask nothing of the
+    corpus, and their words would steer the search and the answerability check. A question
+    that is nothing but instructions is returned whole (and then refused as such)."""
+    kept = [s for s in _SENTENCE_END.split(question) if not _INSTRUCTION.match(s)]
+    return " ".join(kept) if kept else question
 
 
 def clean_history(history: object) -> list[dict[str, str]]:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from rag.citations import Answer, Citation
+from rag.validation import without_instructions
 from tests.answer_framing import framing_pattern
 
 pytestmark = pytest.mark.slow
@@ -317,6 +318,25 @@ def test_injection_still_answers_from_article_iv(answer_engine):
     check_answer(answer_engine, answer)
     assert (answer.citations[0].doc_id, answer.citations[0].section) == (OST, "Article IV")
     assert "not to place in orbit" in answer.citations[0].quote
+
+
+@pytest.mark.parametrize("question, asked", [
+    (INJECTIONS[0], "What does the Outer Space Treaty say about nuclear weapons in orbit?"),
+    (INJECTIONS[2], "What does Article IV of the Outer Space Treaty say?"),
+    (INJECTIONS[1], INJECTIONS[1]),  # nothing else to ask: kept whole, and refused
+    ("Can a State ignore the rules of the Outer Space Treaty? What happens then?",
+     "Can a State ignore the rules of the Outer Space Treaty? What happens then?"),
+])
+def test_instructions_to_the_assistant_are_not_part_of_what_is_asked(question, asked):
+    assert without_instructions(question) == asked
+
+
+def test_an_injected_instruction_changes_neither_the_passages_nor_the_confidence(answer_engine):
+    plain = answer_engine.ask(INJECTIONS[0].split("?")[0] + "?")
+    injected = answer_engine.ask(INJECTIONS[0])
+    assert injected.question == INJECTIONS[0]  # the answer names the question as the user asked it
+    assert [c.quote for c in injected.citations] == [c.quote for c in plain.citations]
+    assert injected.confidence == plain.confidence and not injected.abstained
 
 
 # --------------------------------------------------------------------------------------
