@@ -143,6 +143,12 @@ class Asked:
     actor: bool  # who does something
     focus: tuple[str, ...]  # stemmed content words of what the question asks about
 
+    @property
+    def quantity(self) -> bool:
+        """A figure or a date: answered less surely than other questions (a figure can be
+        worded many ways), so judged against a "not found" threshold of its own."""
+        return self.figure or self.date
+
     def wanted(self) -> str:
         """What the question asks for, in words for a user ("a figure in days")."""
         if self.present:

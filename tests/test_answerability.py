@@ -16,6 +16,7 @@ from rag.learn.answerability import (
     WEIGHTS_FILE,
     AnswerabilityModel,
     load_answerability,
+    outcome,
     sigmoid,
 )
 from rag.learn.questions import Question
@@ -58,10 +59,29 @@ def test_thresholds_keep_false_refusals_within_the_limit():
     answerable = [Question(f"a{i}", "plain", "q", True, "d", "quote") for i in range(200)]
     unanswerable = [Question(f"u{i}", "unanswerable", "q", False, kind="near-miss") for i in range(50)]
     confidence = np.concatenate([np.linspace(0.05, 1.0, 200), np.linspace(0.0, 0.5, 50)])
-    partial, answer = choose_thresholds(answerable + unanswerable, confidence, [])
+    thresholds = choose_thresholds(answerable + unanswerable, confidence, [])
+    partial, answer = thresholds["partial"], thresholds["answer"]
     refused = np.sum(confidence[:200] < partial)
     assert refused <= 0.02 * 200 and partial > 0.05
     assert np.mean(confidence[:200] < answer) <= 0.11 and answer >= partial
+
+
+def test_questions_asking_for_a_figure_get_their_own_not_found_threshold():
+    """Answerable figure questions score low (their figures are worded many ways): with one
+    threshold they would hold it down for every question; with their own, the others' near
+    misses are refused at a higher one, and no style is refused more than 2% of the time."""
+    figure = [Question(f"f{i}", "numeric", "How many days after the launch?", True, "d", "q") for i in range(100)]
+    other = [Question(f"a{i}", "plain", "Who registers a satellite?", True, "d", "q") for i in range(200)]
+    misses = [Question(f"u{i}", "unanswerable", "Who registers a satellite?", False, kind="near-miss")
+              for i in range(50)]
+    confidence = np.concatenate([np.linspace(0.02, 1.0, 100), np.linspace(0.4, 1.0, 200),
+                                 np.linspace(0.0, 0.45, 50)])
+    thresholds = choose_thresholds(figure + other + misses, confidence, [])
+    assert thresholds["partial_quantity"] < 0.05 < 0.39 < thresholds["partial"]
+    assert np.sum(confidence[:100] < thresholds["partial_quantity"]) <= 2
+    assert np.sum(confidence[100:300] < thresholds["partial"]) <= 4
+    assert np.sum(confidence[300:] < thresholds["partial"]) >= 0.8 * 50
+    assert outcome(0.2, True, thresholds) == "partial" and outcome(0.2, False, thresholds) == "not found"
 
 
 def test_artifacts_are_byte_for_byte_deterministic(tmp_path):
@@ -138,7 +158,7 @@ def test_a_figure_the_corpus_does_not_give_is_not_found(real_engine):
     if answer.abstained:
         assert not answer.citations and answer.related
         assert answer.text.startswith("Not found in the corpus: No passage states the figure asked for")
-        assert answer.confidence < real_engine.answerability.partial_threshold
+        assert answer.confidence < real_engine.answerability.partial_threshold(answer.question)
     else:
         assert answer.partial and answer.citations
         assert answer.text.startswith("The corpus does not state the figure asked for")
@@ -155,12 +175,12 @@ def test_a_partial_answer_says_what_the_corpus_does_not_state(real_engine):
         assert not answer.citations and answer.related
         assert answer.text.startswith("Not found in the corpus: No passage states a penalty, sanction or means "
                                       "of enforcement")
-        assert answer.confidence < model.partial_threshold
+        assert answer.confidence < model.partial_threshold(answer.question)
     else:
         assert answer.partial and answer.citations
         assert answer.text.startswith("The corpus does not state a penalty, sanction or means of enforcement; "
                                       "the closest provisions say:\n\nAccording to the Outer Space Treaty (1967), ")
-        assert model.partial_threshold <= answer.confidence < model.answer_threshold
+        assert model.partial_threshold(answer.question) <= answer.confidence < model.answer_threshold
 
 
 @pytest.mark.slow

@@ -196,7 +196,7 @@ def test_tune_trains_the_answerability_model_on_out_of_fold_drafts(workspace, tm
     assert re.search(r"AUROC 0\.\d{3}", summary) and "near misses: not found 0." in summary
     assert "off-topic questions refused: " in summary
     assert 0.0 < manifest["off_topic_similarity"] < 0.6
-    assert set(manifest["answerability"]) == {"partial", "answer", "off_topic"}
+    assert set(manifest["answerability"]) == {"partial", "partial_quantity", "answer", "off_topic"}
     assert (full.tuned_model_dir / ANSWERABILITY / "answerability.json").is_file()
     engine = Engine.load(full)
     assert engine.answerability is not None  # tied to this encoder by its weights' digest

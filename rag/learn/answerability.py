@@ -10,8 +10,10 @@ Three parts, trained by ``rag.learn.train_answerability`` on the question set:
    in that order, plus the two scores above), calibrated by Platt scaling on held-out
    folds: ``confidence`` is the probability that the quotes answer the question.
 
-Two thresholds on the confidence, chosen on held-out folds, give the three outcomes: answered,
-partial (quotes shown, with what the corpus does not state) and not found.
+Thresholds on the confidence, chosen on held-out folds, give the three outcomes: answered,
+partial (quotes shown, with what the corpus does not state) and not found. A question that asks
+for a figure or a date has a "not found" threshold of its own: the figures of answerable
+questions are worded in many ways, so one threshold for all would be set by them alone.
 
 Before them, a topic model (logistic regression over the question's embedding, trained on
 off-topic questions against the question set) refuses questions outside the corpus's subject
@@ -117,10 +119,15 @@ class AnswerabilityModel:
                              weights["forest_right"], weights["forest_missing_left"].astype(bool),
                              weights["forest_value"], weights["forest_roots"], float(np.ravel(weights["forest_baseline"])[0]))
         self.calibration = weights["calibration"]  # Platt scaling: (slope, intercept) of the log-odds
-        self.answer_threshold = float(meta["thresholds"]["answer"])
+        self.thresholds = {k: float(v) for k, v in meta["thresholds"].items()}
+        self.thresholds.setdefault("partial_quantity", self.thresholds["partial"])
+        self.answer_threshold = self.thresholds["answer"]
         self.topic = _linear(weights, "topic") if "topic_coef" in weights else None
-        self.off_topic_threshold = float(meta["thresholds"].get("off_topic", 1.0))
-        self.partial_threshold = float(meta["thresholds"]["partial"])
+        self.off_topic_threshold = self.thresholds.get("off_topic", 1.0)
+
+    def partial_threshold(self, question: str) -> float:
+        """The confidence below which the corpus is taken not to answer ``question``."""
+        return self.thresholds["partial_quantity" if asked_for(question).quantity else "partial"]
 
     def sentence_scores(self, draft: Draft) -> np.ndarray:
         """How well each of the first ``SENTENCE_CANDIDATES`` candidates answers the question."""
@@ -165,9 +172,15 @@ class AnswerabilityModel:
     def judge(self, draft: Draft) -> Judgement:
         """Confidence and outcome for ``draft`` (which must have candidates)."""
         confidence = self.calibrate(self.raw(draft))
-        outcome = (ANSWERED if confidence >= self.answer_threshold
-                   else PARTIAL if confidence >= self.partial_threshold else NOT_FOUND)
-        return Judgement(round(confidence, 4), outcome, asked_for(draft.question).wanted())
+        asked = asked_for(draft.question)
+        return Judgement(round(confidence, 4), outcome(confidence, asked.quantity, self.thresholds), asked.wanted())
+
+
+def outcome(confidence: float, quantity: bool, thresholds: dict[str, float]) -> str:
+    """ANSWERED, PARTIAL or NOT_FOUND under ``thresholds`` (``quantity``: the question asks
+    for a figure or a date, which has a "not found" threshold of its own)."""
+    partial = thresholds["partial_quantity" if quantity else "partial"]
+    return ANSWERED if confidence >= thresholds["answer"] else PARTIAL if confidence >= partial else NOT_FOUND
 
 
 def _linear(weights: dict[str, np.ndarray], name: str) -> Linear:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.asked import asked_for
 from rag.evaluation import tokens
 from rag.learn.answerability import (
     ARTIFACT_VERSION,
@@ -34,6 +35,7 @@ from rag.learn.answerability import (
     SENTENCE_CANDIDATES,
     WEIGHTS_FILE,
     Forest,
+    outcome,
     sigmoid,
 )
 from rag.learn.features import Draft, FeatureReader
@@ -247,7 +249,7 @@ def train_answerability(engine, questions: list[Question], out_dir: Path, seed: 
     slope, intercept = _platt(held_out, y)
     confidence = sigmoid(slope * held_out + intercept)
     refused = [questions[i] for i, d in enumerate(all_drafts) if d is None]
-    partial_t, answer_t = choose_thresholds(qs, confidence, refused)
+    thresholds = choose_thresholds(qs, confidence, refused)
 
     sentence_w = fit_sentence(list(range(len(qs))))
     question_w = _fit_linear(rows.vectors, y, 1.0, seed)
@@ -255,7 +257,7 @@ def train_answerability(engine, questions: list[Question], out_dir: Path, seed: 
     meta = {"version": ARTIFACT_VERSION, "embedder": engine.retriever.query_embedder.name, "seed": seed,
             "index_fingerprint": engine.index.fingerprint, "questions": len(questions),
             "answer_features": answer_names, "sentence_features": rows.sentence_names,
-            "thresholds": {"partial": round(partial_t, 6), "answer": round(answer_t, 6)}}
+            "thresholds": {k: round(v, 6) for k, v in thresholds.items()}}
     weights = {f"sentence_{k}": v for k, v in sentence_w.items()} | {f"question_{k}": v for k, v in question_w.items()}
     weights |= {f"forest_{name}": np.asarray(getattr(forest, name)) for name in
                 ("feature", "threshold", "left", "right", "missing_left", "value", "roots", "baseline")}
@@ -267,7 +269,7 @@ def train_answerability(engine, questions: list[Question], out_dir: Path, seed: 
     report = {"questions": len(questions), "refused_by_rules": len(refused), "trained_on": len(qs),
               "off_topic": _off_topic_report(off_topic, off_topic_by_rules, gated, questions),
               "trees": len(forest.roots), "thresholds": meta["thresholds"],
-              "held_out_folds": outcome_report(qs, confidence, partial_t, answer_t, refused),
+              "held_out_folds": outcome_report(qs, confidence, thresholds, refused),
               "seconds": round(time.perf_counter() - started, 1)}
     log.info("answerability: %s", json.dumps(report))
     return report
@@ -307,42 +309,64 @@ def _fit_topic(questions: list[Question], drafts: list[Draft], seed: int
     return _fit_linear(x, y, 1.0, seed, balanced=True), threshold, gated
 
 
-def choose_thresholds(qs: list[Question], confidence: np.ndarray, refused: list[Question]) -> tuple[float, float]:
-    """(partial, answer) thresholds: refuse as many unanswerable questions as possible while no
-    style of answerable question is refused more often than ``MAX_FALSE_ABSTENTION`` (rules'
-    refusals included); give partial answers below the level that keeps
-    ``MAX_ANSWERABLE_PARTIAL`` of answerable questions out of a full answer."""
-    by_style: dict[str, list[float]] = defaultdict(list)
-    refused_by_style: dict[str, int] = defaultdict(int)
-    for q, c in zip(qs, confidence, strict=True):
-        if q.answerable:
-            by_style[q.style].append(float(c))
-    for q in refused:
-        if q.answerable:
-            refused_by_style[q.style] += 1
-    partial = 0.0
-    everyone = sum(len(v) + refused_by_style[s] for s, v in by_style.items())
-    for t in np.unique(confidence):
-        refusals = {s: refused_by_style[s] + sum(v < t for v in values) for s, values in by_style.items()}
+def quantity_group(questions: list[Question]) -> np.ndarray:
+    """1 for the questions that ask for a figure or a date (they get their own "not found"
+    threshold), else 0."""
+    return np.array([asked_for(q.question).quantity for q in questions], dtype=int)
+
+
+def choose_thresholds(qs: list[Question], confidence: np.ndarray, refused: list[Question]) -> dict[str, float]:
+    """The "not found" thresholds ("partial": questions asking for neither a figure nor a date;
+    "partial_quantity": those asking for one) and the "answer" threshold. The two "not found"
+    thresholds refuse as many unanswerable questions as possible while no style of answerable
+    question is refused more often than ``MAX_FALSE_ABSTENTION`` (rules' refusals included);
+    below "answer", which keeps ``MAX_ANSWERABLE_PARTIAL`` of answerable questions out of a full
+    answer, answers are partial."""
+    group = quantity_group(qs)
+    answerable = np.array([q.answerable for q in qs])
+    styles = sorted({q.style for q in qs if q.answerable})
+    style_of = np.array([q.style if q.answerable else "" for q in qs])
+    rules = {s: sum(q.answerable and q.style == s for q in refused) for s in styles}
+    sizes = {s: int((style_of == s).sum()) + rules[s] for s in styles}
+    everyone = sum(sizes.values())
+    # Answerable and unanswerable confidences per group (and per style), sorted for counting.
+    sorted_by = {(g, s): np.sort(confidence[(group == g) & (style_of == s)]) for g in (0, 1) for s in styles}
+    unanswerable = {g: np.sort(confidence[(group == g) & ~answerable]) for g in (0, 1)}
+    candidates = {g: np.concatenate([[0.0], np.unique(confidence[group == g])]) for g in (0, 1)}
+
+    def feasible(t0: float, t1: float) -> bool:
+        refusals = {s: rules[s] + np.searchsorted(sorted_by[0, s], t0) + np.searchsorted(sorted_by[1, s], t1)
+                    for s in styles}
         # Styles too small to measure 2% on count only in the total.
-        ok = sum(refusals.values()) <= MAX_FALSE_ABSTENTION * everyone and all(
-            refusals[s] <= MAX_FALSE_ABSTENTION * (len(values) + refused_by_style[s])
-            for s, values in by_style.items() if len(values) >= MIN_STYLE_QUESTIONS)
-        if not ok:
+        return sum(refusals.values()) <= MAX_FALSE_ABSTENTION * everyone and all(
+            refusals[s] <= MAX_FALSE_ABSTENTION * sizes[s] for s in styles if sizes[s] >= MIN_STYLE_QUESTIONS)
+
+    best = (-1, 0.0, 0.0)
+    for t1 in candidates[1]:
+        if not feasible(0.0, t1):
             break
-        partial = float(t)
-    answerable = np.sort(np.array([c for values in by_style.values() for c in values]))
-    answer = float(answerable[int(MAX_ANSWERABLE_PARTIAL * len(answerable))]) if answerable.size else 0.5
-    return partial, max(answer, partial)
+        # The largest feasible t0 (refusals only grow with it): bisection over the candidates.
+        low, high = 0, len(candidates[0]) - 1
+        while low < high:
+            mid = (low + high + 1) // 2
+            low, high = (mid, high) if feasible(candidates[0][mid], t1) else (low, mid - 1)
+        t0 = candidates[0][low]
+        caught = np.searchsorted(unanswerable[0], t0) + np.searchsorted(unanswerable[1], t1)
+        if caught > best[0]:
+            best = (caught, float(t0), float(t1))
+    _, partial, partial_quantity = best
+    ranked = np.sort(confidence[answerable])
+    answer = float(ranked[int(MAX_ANSWERABLE_PARTIAL * len(ranked))]) if ranked.size else 0.5
+    return {"partial": partial, "partial_quantity": partial_quantity,
+            "answer": max(answer, partial, partial_quantity)}
 
 
-def outcome_report(qs: list[Question], confidence: np.ndarray, partial_t: float, answer_t: float,
+def outcome_report(qs: list[Question], confidence: np.ndarray, thresholds: dict[str, float],
                    refused: list[Question] = ()) -> dict:
     """Outcome shares per style (answerable) and per kind (unanswerable), AUROC and ECE."""
     groups: dict[str, list[str]] = defaultdict(list)
-    for q, c in zip(qs, confidence, strict=True):
-        outcome = "answered" if c >= answer_t else "partial" if c >= partial_t else "not found"
-        groups[q.style if q.answerable else f"unanswerable: {q.kind}"].append(outcome)
+    for q, c, quantity in zip(qs, confidence, quantity_group(qs), strict=True):
+        groups[q.style if q.answerable else f"unanswerable: {q.kind}"].append(outcome(c, bool(quantity), thresholds))
     for q in refused:
         groups[q.style if q.answerable else f"unanswerable: {q.kind}"].append("not found")
     table = {name: {"n": len(v), "not found": round(v.count("not found") / len(v), 3),
