@@ -15,6 +15,7 @@ from rag.excerpts import Excerpt
 _MARKER = re.compile(r"\[(\d+)\]")
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~=])")
 _HEADING_LINE = re.compile(r"^#{1,6}[ \t]+")
+_PINPOINT = re.compile(r"(?:\([^()]*\))+$|, para\. \S+$")  # "(2)", "(2)(a)", ", para. 3"
 _URL = re.compile(r"https?://[^\s<>\"')]+")
 
 
@@ -80,7 +81,7 @@ def answer_markdown(answer: Answer, turn: int, labels: dict[int, str] | None = N
         # One chip per cited passage, numbered with all the markers that quote it.
         groups = [[c.n for c in group if c.n in labels] for group in by_passage(answer.citations)]
         chips = " ".join(f'<a class="chip" href="#{source_anchor(turn, ns[0])}">'
-                         f'{", ".join(map(str, ns))} · {html.escape(labels[ns[0]])}</a>'
+                         f'{", ".join(map(str, ns))} · {html.escape(shared_label([labels[n] for n in ns]))}</a>'
                          for ns in groups if ns)
         lines.append(f'<span class="chips">{chips}</span>')
     return "\n\n".join(lines)
@@ -137,6 +138,15 @@ def by_passage(citations: Sequence[Citation]) -> list[list[Citation]]:
     return list(groups.values())
 
 
+def shared_label(labels: list[str]) -> str:
+    """One label for the quotes of one passage: theirs when they agree, else the part they
+    share without the paragraphs ("art. 19" for "art. 19(2)" and "art. 19(1)")."""
+    if len(set(labels)) == 1:
+        return labels[0]
+    parts = {_PINPOINT.sub("", label) for label in labels}
+    return parts.pop() if len(parts) == 1 else labels[0]
+
+
 def sources_html(answer: Answer, turn: int, sections: dict[str, str],
                  labels: dict[int, str] | None = None, filters: str = "") -> str:
     """The sources of one answer (turn ``turn``): each cited passage once, its quotes
@@ -144,7 +154,7 @@ def sources_html(answer: Answer, turn: int, sections: dict[str, str],
     listed = answer.citations or answer.related
     heading = "Sources" if answer.citations else "Related passages (not an answer)"
     items = [_card(group, turn, bool(answer.citations), sections.get(group[0].chunk_id, group[0].text),
-                   (labels or {}).get(group[0].n, group[0].label)) for group in by_passage(listed)]
+                   shared_label([(labels or {}).get(c.n, c.label) for c in group])) for group in by_passage(listed)]
     if not items:
         heading = "No sources"
         where = f" the active filters. {html.escape(filters)}" if filters else ""
