@@ -33,6 +33,7 @@ from rag.learn.model_store import QUERY_LORA, TunedModelError, read_tuned_model
 from rag.lexical import LexicalIndex, document_counts
 from rag.sentences import answer_units
 from rag.settings import Settings
+from rag.verified_files import first_unsound, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -149,14 +150,6 @@ def fingerprint(identity: dict) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def current_dir(index_dir: Path) -> Path:
     return index_dir / "current"
 
@@ -212,13 +205,8 @@ def _check_build(index_dir: Path, folder: Path | None, identity: dict) -> str | 
     if (not isinstance(files, dict) or not set(REQUIRED_FILES) <= set(files)
             or not any(str(name).startswith(LEXICAL_DIR + "/") for name in files)):
         return "index manifest does not list a checksum for every index file"
-    for name, digest in files.items():
-        relative = Path(str(name))
-        path = folder / relative
-        if (relative.is_absolute() or ".." in relative.parts or not path.is_file()
-                or _sha256(path) != digest):
-            return f"index file {name} is missing or corrupted"
-    return None
+    unsound = first_unsound(folder, files)
+    return f"index file {unsound} is missing or corrupted" if unsound is not None else None
 
 
 def load_index(index_dir: Path, identity: dict) -> LoadedIndex:
@@ -284,7 +272,7 @@ def _previous_vectors(index_dir: Path) -> dict[str, np.ndarray]:
     folder = current_build(index_dir)
     manifest = None if folder is None else _read_build_manifest(folder)
     try:
-        if manifest is None or any(_sha256(folder / n) != d for n, d in manifest["files"].items()):
+        if manifest is None or first_unsound(folder, manifest["files"]) is not None:
             return {}
         chunks = _read_chunks(folder)
         spans = np.load(folder / SENTENCES_FILE, allow_pickle=False)
@@ -542,7 +530,7 @@ def _write_files(tmp: Path, identity: dict, fp: str, chunks: list[Chunk], vector
         onnx_dir.rename(tmp / ONNX_DIR)
     if query_onnx_dir is not None:
         query_onnx_dir.rename(tmp / QUERY_ONNX_DIR)
-    files = {name: _sha256(tmp / name) for name in _data_files(tmp)}
+    files = {name: sha256_file(tmp / name) for name in _data_files(tmp)}
     manifest = identity | {
         "fingerprint": fp, "files": files, "chunk_count": len(chunks),
         "dimension": int(vectors.shape[1]), "faiss_index": type(faiss_index).__name__,
