@@ -33,7 +33,7 @@ from rag.learn.model_store import QUERY_LORA, TunedModelError, read_tuned_model
 from rag.lexical import LexicalIndex, document_counts
 from rag.sentences import answer_units
 from rag.settings import Settings
-from rag.verified_files import first_unsound, sha256_file
+from rag.verified_files import first_unsound, hash_files
 
 log = logging.getLogger(__name__)
 
@@ -530,7 +530,7 @@ def _write_files(tmp: Path, identity: dict, fp: str, chunks: list[Chunk], vector
         onnx_dir.rename(tmp / ONNX_DIR)
     if query_onnx_dir is not None:
         query_onnx_dir.rename(tmp / QUERY_ONNX_DIR)
-    files = {name: sha256_file(tmp / name) for name in _data_files(tmp)}
+    files = hash_files(tmp, _data_files(tmp))
     manifest = identity | {
         "fingerprint": fp, "files": files, "chunk_count": len(chunks),
         "dimension": int(vectors.shape[1]), "faiss_index": type(faiss_index).__name__,

@@ -32,27 +32,56 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def hash_files(folder: Path, names: list[str]) -> dict[str, str]:
+    """The checksum of each of ``names`` (relative to ``folder``), recorded as verified: a
+    build's files are not read again by the first load."""
+    files, records = {}, {}
+    for name in names:
+        files[name], record = _verify(folder / name)
+        if record:
+            records[name] = record
+    _write(folder / VERIFIED_FILE, records)
+    return files
+
+
 def first_unsound(folder: Path, files: dict[str, str]) -> str | None:
     """The first of ``files`` (relative name -> sha256) that is missing or differs from its
     checksum, or None when all are sound. Files unchanged since their last verification are
     not read."""
     recorded = _read(folder / VERIFIED_FILE)
-    now = time.time_ns()
-    verified: dict[str, list] = {}
+    records = {}
     for name, digest in files.items():
         relative = Path(str(name))
         path = folder / relative
         if relative.is_absolute() or ".." in relative.parts or not path.is_file():
             return name
-        stat = path.stat()
-        key = [digest, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
-        if recorded.get(name) != key and sha256_file(path) != digest:
-            return name
-        if now - max(stat.st_mtime_ns, stat.st_ctime_ns) > RACY_NS:
-            verified[name] = key
-    if verified != recorded:
-        _write(folder / VERIFIED_FILE, verified)
+        record = recorded.get(name)
+        if record != _stat(path, digest):
+            found, record = _verify(path)
+            if found != digest:
+                return name
+        if record:
+            records[name] = record
+    if records != recorded:
+        _write(folder / VERIFIED_FILE, records)
     return None
+
+
+def _stat(path: Path, digest: str) -> list:
+    stat = path.stat()
+    return [digest, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
+
+
+def _verify(path: Path) -> tuple[str, list | None]:
+    """(sha256 of ``path``, its record, or None when it was modified too shortly before
+    being read for a same-size rewrite in the same clock tick to be told apart)."""
+    started = time.time_ns()
+    before = path.stat()
+    digest = sha256_file(path)
+    record = _stat(path, digest)
+    settled = started - max(before.st_mtime_ns, before.st_ctime_ns) > RACY_NS and record[1:] == \
+        [before.st_size, before.st_mtime_ns, before.st_ctime_ns, before.st_ino]
+    return digest, record if settled else None
 
 
 def _read(path: Path) -> dict:

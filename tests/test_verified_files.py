@@ -70,11 +70,14 @@ def test_missing_files_and_a_damaged_record_are_handled(tmp_path, hashed):
     assert first_unsound(folder, {"../a": files["a"]}) == "../a"
 
 
-def test_a_second_load_of_an_index_reads_no_file_in_full(tmp_path, hashed):
+def test_loading_a_built_index_reads_no_file_in_full(tmp_path, hashed):
     settings = make_settings(copy_corpus(tmp_path / "corpus"), tmp_path / "index")
     build_index(settings, FakeEmbedder())
     identity = expected_identity(load_corpus(settings.corpus_dir), settings)
+    assert len(hashed) > 5  # the build hashed its files, and recorded them
     hashed.clear()
+    assert check_index(settings.index_dir, identity) is None and hashed == []
+    (current_build(settings.index_dir) / VERIFIED_FILE).unlink()  # e.g. an index copied elsewhere
     assert check_index(settings.index_dir, identity) is None and len(hashed) > 5
     hashed.clear()
     assert check_index(settings.index_dir, identity) is None and hashed == []
