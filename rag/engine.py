@@ -25,7 +25,7 @@ from rag.index_store import (
     expected_identity,
     load_index,
 )
-from rag.instruments import Catalogue, PartRef, section_ref
+from rag.instruments import Catalogue, PartRef
 from rag.learn.answerability import NOT_FOUND, PARTIAL, AnswerabilityModel, load_answerability
 from rag.learn.features import Draft, FeatureReader
 from rag.learn.model_store import (
@@ -310,8 +310,7 @@ class Engine:
     def _first_chunk_of_part(self) -> dict[tuple[str, PartRef], int]:
         """Where each (document, part) starts in the index, for following cross-references."""
         parts: dict[tuple[str, PartRef], int] = {}
-        for position, chunk in enumerate(self.index.chunks):
-            ref = section_ref(chunk.section)
+        for position, (chunk, ref) in enumerate(zip(self.index.chunks, self.retriever.parts, strict=True)):
             if ref is not None:
                 parts.setdefault((chunk.doc_id, ref), position)
         return parts

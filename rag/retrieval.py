@@ -93,7 +93,10 @@ class HybridRetriever:
         self.query_embedder = query_embedder or embedder  # questions: the tuned encoder if any
         self.settings = settings
         self.lexical = lexical if lexical is not None else LexicalIndex([c.embed_text for c in chunks])
-        self._refs = [section_ref(c.section) for c in chunks]
+        labels = {c.section for c in chunks}  # few distinct labels: parse each once
+        parsed = {label: section_ref(label) for label in labels}
+        #: The part each passage stands for ("Article IV" -> article 4), or None.
+        self.parts = [parsed[c.section] for c in chunks]
         self._doc_of = np.array([c.doc_id for c in chunks])
         self._kind_of = np.array([c.kind for c in chunks])
         self._year_of = np.array([c.year for c in chunks], dtype=np.int64)
@@ -274,6 +277,6 @@ class HybridRetriever:
             in_named = self.chunks[i].doc_id in named
             if in_named:
                 boosts[j] += self.settings.named_document_boost
-            if parts and self._refs[i] in parts and (in_named or not named):
+            if parts and self.parts[i] in parts and (in_named or not named):
                 boosts[j] += self.settings.named_section_boost
         return boosts
