@@ -254,8 +254,9 @@ def stored_vectors(index: faiss.Index) -> np.ndarray:
 
 
 def _read_chunks(folder: Path) -> list[Chunk]:
-    lines = (folder / CHUNKS_FILE).read_text(encoding="utf-8").splitlines()
-    return [Chunk(**json.loads(line)) for line in lines]
+    # Line by line: the file's text is never held whole beside the objects made from it.
+    with (folder / CHUNKS_FILE).open(encoding="utf-8") as handle:
+        return [Chunk(**json.loads(line)) for line in handle if line.strip()]
 
 
 def _key(embedder: str, text: str) -> str:
