@@ -266,11 +266,12 @@ def answerability_summary(report: dict) -> str:
 
     answerable = [r for name, r in folds["outcomes"].items() if not name.startswith("unanswerable")]
     near_misses = [r for name, r in folds["outcomes"].items() if name.startswith("unanswerable")]
-    lines = [f"Answerability model (held-out folds): AUROC {folds['auroc']:.3f}, ECE {folds['ece']:.3f}; "
-             "thresholds " + ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in report["thresholds"].items()) + ".",
-             f"  answerable questions: not found {share(answerable, 'not found'):.3f}, "
-             f"partial {share(answerable, 'partial'):.3f}; near misses: not found "
-             f"{share(near_misses, 'not found'):.3f}, partial {share(near_misses, 'partial'):.3f}."]
+    thresholds = ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in report["thresholds"].items())
+    lines = [(f"Answerability model (held-out folds): AUROC {folds['auroc']:.3f}, ECE {folds['ece']:.3f}; "
+              f"thresholds {thresholds}."),
+             (f"  answerable questions: not found {share(answerable, 'not found'):.3f}, "
+              f"partial {share(answerable, 'partial'):.3f}; near misses: not found "
+              f"{share(near_misses, 'not found'):.3f}, partial {share(near_misses, 'partial'):.3f}.")]
     if off_topic["questions"]:
         lines.append(f"  off-topic questions refused: {off_topic['refused']:.3f} "
                      f"({off_topic['answerable_called_off_topic']} answerable questions called off topic).")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -11,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.corpus_writes import MANIFEST_NAME, TEXT_SUFFIXES, recover_if_idle
+from rag.verified_files import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +74,6 @@ class Corpus:
     def checksums(self) -> dict[str, str]:
         """sha256 of every document's bytes, by doc_id."""
         return {d.doc_id: sha256_file(self.path(d)) for d in self.documents}
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def read_manifest(directory: Path) -> list[dict]:

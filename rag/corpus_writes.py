@@ -15,7 +15,6 @@ start: if its manifest was not committed, the new files it had moved in are remo
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -25,16 +24,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from rag.verified_files import sha256_file
+
 log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
 TEXT_SUFFIXES = (".md", ".txt")
 STAGING_PREFIX = ".add-"
 JOURNAL_NAME = "commit.json"
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _write_synced(path: Path, data: bytes) -> None:
@@ -90,8 +87,8 @@ def stage(directory: Path, manifest: bytes, new_files: dict[str, str]) -> Path:
 
 def commit(directory: Path, staging: Path, new_files: list[str]) -> None:
     """Move the staged change into the corpus; the manifest's rename is the commit point."""
-    journal = {"manifest": _sha256(staging / MANIFEST_NAME),
-               "files": {name: _sha256(staging / name) for name in new_files}}
+    journal = {"manifest": sha256_file(staging / MANIFEST_NAME),
+               "files": {name: sha256_file(staging / name) for name in new_files}}
     _write_synced(staging / JOURNAL_NAME, json.dumps(journal).encode("utf-8"))
     for name in new_files:
         os.replace(staging / name, directory / name)
@@ -115,13 +112,13 @@ def discard(directory: Path, staging: Path) -> None:
     """Undo a change that did not reach its commit point (or only tidy up one that did)."""
     journal = _journal(staging)
     manifest = directory / MANIFEST_NAME
-    committed = journal is not None and manifest.is_file() and _sha256(manifest) == journal["manifest"]
+    committed = journal is not None and manifest.is_file() and sha256_file(manifest) == journal["manifest"]
     if journal is not None and not committed:
         for name, digest in journal["files"].items():
             path = directory / str(name)
             # Only a plain file name this change wrote, byte for byte: never anything else.
             if (path.name == name and path.suffix in TEXT_SUFFIXES and path.is_file()
-                    and not path.is_symlink() and _sha256(path) == digest):
+                    and not path.is_symlink() and sha256_file(path) == digest):
                 path.unlink()
     shutil.rmtree(staging)
     log.info("%s an interrupted change to %s", "tidied up after" if committed else "rolled back", directory)

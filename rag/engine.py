@@ -41,7 +41,13 @@ from rag.llm_budget import Deadline, ModelSlots
 from rag.retrieval import Filters, Hit, HybridRetriever
 from rag.sentences import answer_units
 from rag.settings import Settings
-from rag.validation import InvalidQuestion, clean_filters, clean_history, clean_question, without_instructions
+from rag.validation import (
+    InvalidQuestion,
+    clean_filters,
+    clean_history,
+    clean_question,
+    without_instructions,
+)
 
 log = logging.getLogger(__name__)
 

@@ -77,7 +77,7 @@ def test_questions_asking_for_a_figure_get_their_own_not_found_threshold():
     confidence = np.concatenate([np.linspace(0.02, 1.0, 100), np.linspace(0.4, 1.0, 200),
                                  np.linspace(0.0, 0.45, 50)])
     thresholds = choose_thresholds(figure + other + misses, confidence, [])
-    assert thresholds["partial_quantity"] < 0.05 < 0.39 < thresholds["partial"]
+    assert thresholds["partial_quantity"] < 0.05 and thresholds["partial"] > 0.39
     assert np.sum(confidence[:100] < thresholds["partial_quantity"]) <= 2
     assert np.sum(confidence[100:300] < thresholds["partial"]) <= 4
     assert np.sum(confidence[300:] < thresholds["partial"]) >= 0.8 * 50

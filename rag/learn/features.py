@@ -51,10 +51,17 @@ class FeatureReader:
         self.composer = composer
         self.vocabulary = vocabulary
         self.sentence_vectors = composer.index.sentence_vectors
-        self._doc_terms: dict[str, set[str]] = {}
-        for chunk in composer.index.chunks:
-            self._doc_terms.setdefault(chunk.doc_id, set()).update(tokenize(chunk.text))
-        self._corpus_terms = set().union(*self._doc_terms.values()) if self._doc_terms else set()
+        # Every term of the passages' texts: the build's document counts already list them.
+        self._corpus_terms = frozenset(composer.index.text_terms)
+        self._doc_terms: dict[str, frozenset[str]] = {}  # filled as questions name documents
+
+    def _terms_of(self, doc_id: str) -> frozenset[str]:
+        """The terms of one document's passages (read when a question first names it: at load
+        this would tokenise the whole corpus)."""
+        if doc_id not in self._doc_terms:
+            self._doc_terms[doc_id] = frozenset(
+                t for chunk in self.composer.index.chunks if chunk.doc_id == doc_id for t in tokenize(chunk.text))
+        return self._doc_terms[doc_id]
 
     def _share(self, terms: list[str], found: set[str]) -> float:
         """idf-weighted share of ``terms`` in ``found``."""
@@ -73,7 +80,7 @@ class FeatureReader:
         first_terms = set(tokenize(texts[0])) if texts else set()
         passage_terms = set(tokenize(draft.hits[0].chunk.text)) if draft.hits else set()
         all_terms = set(tokenize(" ".join(h.chunk.text for h in draft.hits)))
-        named_terms = set().union(*(self._doc_terms.get(d, set()) for d in draft.cues.doc_ids)) \
+        named_terms = set().union(*(self._terms_of(d) for d in draft.cues.doc_ids)) \
             if draft.cues.doc_ids else self._corpus_terms
         missing = [t for t in terms if t not in all_terms]
         unknown = [t for t in terms if t not in self._corpus_terms]

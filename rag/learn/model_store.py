@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from rag.corpus import Corpus, sha256_file
+from rag.corpus import Corpus
 from rag.embedding import resolve_model_path
+from rag.verified_files import sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -444,8 +444,8 @@ def test_a_passage_quoted_twice_has_one_chip_with_both_numbers():
 def test_quotes_of_one_passage_share_the_label_of_the_part_they_come_from():
     assert shared_label(["Moon Agreement (1979), art. 19(2)", "Moon Agreement (1979), art. 19(1)"]) == \
         "Moon Agreement (1979), art. 19"
-    assert shared_label(["Outer Space Treaty (1967), Preamble, para. 2", "Outer Space Treaty (1967), Preamble, "
-                         "para. 5"]) == "Outer Space Treaty (1967), Preamble"
+    preamble = "Outer Space Treaty (1967), Preamble"
+    assert shared_label([f"{preamble}, para. 2", f"{preamble}, para. 5"]) == preamble
     assert shared_label(["LTS Guidelines (2019), guideline B.6(3)"] * 2) == "LTS Guidelines (2019), guideline B.6(3)"
     labels = {1: "Moon Agreement (1979), art. 19(2)", 2: "Moon Agreement (1979), art. 19(1)"}
     md = answer_markdown(two_quotes_from_one_passage(), turn=1, labels=labels)
