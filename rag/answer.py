@@ -46,7 +46,9 @@ class AnswerComposer:
         self.index = index
         self.settings = settings
         # Sentences are stored in chunk order: a chunk's rows are found by bisection.
-        self._sentence_chunks = np.asarray(index.sentences[:, 0]) if len(index.sentences) else np.zeros(0, np.int32)
+        # int64 like the positions looked up: mixed types would convert the table at each lookup.
+        self._sentence_chunks = (np.asarray(index.sentences[:, 0], dtype=np.int64) if len(index.sentences)
+                                 else np.zeros(0, np.int64))
         self._chunk_no = {c.chunk_id: i for i, c in enumerate(index.chunks)}
         df = index.text_terms  # ``document_counts`` of the passages' texts, saved by the build
         total = max(len(index.chunks), 1)

@@ -140,7 +140,8 @@ class LexicalIndex:
             for term in self._bm25.get_tokens_ids(group) if group else ():
                 start, end = matrix["indptr"][term], matrix["indptr"][term + 1]
                 chunks = matrix["indices"][start:end]
-                at = np.minimum(np.searchsorted(chunks, ids), max(len(chunks) - 1, 0))
+                # ids in the postings' own dtype: a mixed pair would convert the postings each time
+                at = np.minimum(np.searchsorted(chunks, np.asarray(ids, dtype=chunks.dtype)), max(len(chunks) - 1, 0))
                 found = chunks[at] == ids if len(chunks) else np.zeros(len(ids), dtype=bool)
                 total[found] += np.float32(weight) * matrix["data"][start:end][at[found]]
         return total

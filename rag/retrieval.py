@@ -86,6 +86,9 @@ class HybridRetriever:
         # Sentences are stored in chunk order: the first sentence row of each chunk that has any.
         owners = sentences[:, 0] if sentences is not None and len(sentences) else np.zeros(0, np.int32)
         self._sentence_owner, self._sentence_starts = np.unique(owners, return_index=True)
+        # int64 like the positions looked up in it: searchsorted would otherwise convert the
+        # whole table at every lookup (0.45 ms each at a million passages).
+        self._sentence_owner = self._sentence_owner.astype(np.int64)
         self._sentence_ends = np.append(self._sentence_starts[1:], len(owners)).astype(np.int64)
         self._position = {c.chunk_id: i for i, c in enumerate(chunks)}
         self.index = index
