@@ -127,7 +127,7 @@ class AnswerabilityModel:
 
     def partial_threshold(self, question: str) -> float:
         """The confidence below which the corpus is taken not to answer ``question``."""
-        return self.thresholds["partial_quantity" if asked_for(question).quantity else "partial"]
+        return not_found_below(self.thresholds, asked_for(question).quantity)
 
     def sentence_scores(self, draft: Draft) -> np.ndarray:
         """How well each of the first ``SENTENCE_CANDIDATES`` candidates answers the question."""
@@ -176,11 +176,17 @@ class AnswerabilityModel:
         return Judgement(round(confidence, 4), outcome(confidence, asked.quantity, self.thresholds), asked.wanted())
 
 
+def not_found_below(thresholds: dict[str, float], quantity: bool) -> float:
+    """The "not found" threshold of a question (``quantity``: it asks for a figure or a date,
+    which has a threshold of its own)."""
+    return thresholds["partial_quantity" if quantity else "partial"]
+
+
 def outcome(confidence: float, quantity: bool, thresholds: dict[str, float]) -> str:
-    """ANSWERED, PARTIAL or NOT_FOUND under ``thresholds`` (``quantity``: the question asks
-    for a figure or a date, which has a "not found" threshold of its own)."""
-    partial = thresholds["partial_quantity" if quantity else "partial"]
-    return ANSWERED if confidence >= thresholds["answer"] else PARTIAL if confidence >= partial else NOT_FOUND
+    """ANSWERED, PARTIAL or NOT_FOUND under ``thresholds``."""
+    if confidence >= thresholds["answer"]:
+        return ANSWERED
+    return PARTIAL if confidence >= not_found_below(thresholds, quantity) else NOT_FOUND
 
 
 def _linear(weights: dict[str, np.ndarray], name: str) -> Linear:
