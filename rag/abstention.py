@@ -56,33 +56,39 @@ class Vocabulary:
 
     def __init__(self, texts: Iterable[str]) -> None:
         joined = "\n".join(texts)
-        self._lower = " ".join(joined.lower().split())
-        self._tokens = set(re.findall(r"[a-z0-9]+(?:[./-][a-z0-9]+)*", self._lower))
+        lower = " ".join(joined.lower().split())
+        #: The lower-cased texts, one string per source (never joined: at a million passages
+        #: the corpus's is 300 MB, and a copy per question or per extension would double it).
+        self._texts = (lower,) if lower else ()
+        self._tokens = set(re.findall(r"[a-z0-9]+(?:[./-][a-z0-9]+)*", lower))
 
     def save(self, text_file: Path, tokens_file: Path) -> None:
         """Write what ``load`` reads back, so a large corpus is not scanned at every start."""
-        text_file.write_text(self._lower, encoding="utf-8")
+        text_file.write_text(" ".join(self._texts), encoding="utf-8")
         tokens_file.write_text(json.dumps(sorted(self._tokens)), encoding="utf-8")
 
     @classmethod
     def load(cls, text_file: Path, tokens_file: Path) -> Vocabulary:
         """The vocabulary ``save`` wrote."""
         vocabulary = cls.__new__(cls)
-        vocabulary._lower = text_file.read_text(encoding="utf-8")
+        text = text_file.read_text(encoding="utf-8")
+        vocabulary._texts = (text,) if text else ()
         vocabulary._tokens = set(json.loads(tokens_file.read_text(encoding="utf-8")))
         return vocabulary
 
     def extended(self, texts: Iterable[str]) -> Vocabulary:
-        """This vocabulary with the words of ``texts``: the same as one built from all texts."""
+        """This vocabulary with the words of ``texts`` (each text searched on its own: a phrase
+        never runs from one into the next)."""
         extra, combined = Vocabulary(texts), Vocabulary.__new__(Vocabulary)
-        combined._lower = " ".join(t for t in (self._lower, extra._lower) if t)
+        combined._texts = self._texts + extra._texts  # shared, not copied
         combined._tokens = self._tokens | extra._tokens
         return combined
 
     def mentions(self, term: str) -> bool:
         term = " ".join(term.lower().split())
-        # "A/68/189" in the corpus mentions "68/189".
-        return term in self._tokens or f" {term}" in f" {self._lower}" or f"/{term}" in self._lower
+        # A word or phrase starting at a word boundary; "A/68/189" in the corpus mentions "68/189".
+        return term in self._tokens or any(
+            text.startswith(term) or f" {term}" in text or f"/{term}" in text for text in self._texts)
 
 
 def _normalise_names(question: str) -> str:

@@ -83,10 +83,12 @@ class AnswerComposer:
         candidates: list[Pick] = []
         for hit in hits[: self.settings.answer_passages]:
             chunk_no = self._chunk_no[hit.chunk.chunk_id]
-            for row in range(*np.searchsorted(self._sentence_chunks, [chunk_no, chunk_no + 1])):
+            first, last = (int(r) for r in np.searchsorted(self._sentence_chunks, [chunk_no, chunk_no + 1]))
+            similarities = self.index.sentence_vectors[first:last] @ question_vector  # one read per passage
+            for row in range(first, last):
                 _, start, end = (int(x) for x in self.index.sentences[row])
                 text = hit.chunk.text[start:end]
-                score = (float(self.index.sentence_vectors[row] @ question_vector)
+                score = (float(similarities[row - first])
                          + 0.25 * self._overlap(terms, text) + 0.15 * hit.score / top)
                 if hit.chunk.section == "Preamble":
                     score -= PREAMBLE_PENALTY
@@ -112,7 +114,8 @@ class AnswerComposer:
         if not candidates:
             return chosen
         floor = candidates[0].score - self.settings.answer_score_margin
-        vectors = self.index.sentence_vectors
+        rows = sorted({p.row for p in candidates if p.score >= floor} | {c.row for c in chosen})
+        vectors = dict(zip(rows, self.index.sentence_vectors[rows], strict=True))  # read once
         lam = self.settings.mmr_lambda
         while len(chosen) < self.settings.max_answer_sentences:
             best, best_value = None, -math.inf

@@ -30,9 +30,10 @@ _NUMBERED_HEADING = re.compile(r"^(\d+|[IVXLC]+|[A-Z])\.\s+(.*)$")
 _NUMBERED_PARAGRAPH = re.compile(r"^(\d+)\.\s+\S")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Chunk:
-    """A passage of one document, with where it sits in the document's structure."""
+    """A passage of one document, with where it sits in the document's structure (slots: a
+    million of them are held while serving)."""
 
     chunk_id: str
     doc_id: str

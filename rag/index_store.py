@@ -33,6 +33,7 @@ from rag.learn.model_store import QUERY_LORA, TunedModelError, read_tuned_model
 from rag.lexical import LexicalIndex, document_counts
 from rag.sentences import answer_units
 from rag.settings import Settings
+from rag.stored_rows import StoredRows, open_rows
 from rag.verified_files import first_unsound, hash_files
 
 log = logging.getLogger(__name__)
@@ -80,14 +81,15 @@ class BuildReport:
 @dataclass
 class LoadedIndex:
     """An index as loaded: ``vectors`` is a view of the FAISS index's own storage (one copy in
-    memory), ``sentence_vectors`` and the BM25 arrays are memory-mapped."""
+    memory), ``sentence_vectors`` are read from the file as needed (``rag.stored_rows``) and the
+    BM25 arrays are memory-mapped."""
 
     manifest: dict
     chunks: list[Chunk]
     vectors: np.ndarray
     faiss_index: faiss.Index
     sentences: np.ndarray
-    sentence_vectors: np.ndarray
+    sentence_vectors: np.ndarray | StoredRows
     lexical: LexicalIndex | None = None
     #: The ONNX export of the embedder, when the build made one.
     onnx_dir: Path | None = None
@@ -220,8 +222,8 @@ def load_index(index_dir: Path, identity: dict) -> LoadedIndex:
     index = faiss.read_index(str(folder / FAISS_FILE))
     vectors = stored_vectors(index)  # the index's own copy: vectors.npy is for builds only
     sentences = np.load(folder / SENTENCES_FILE, allow_pickle=False)
-    # Memory-mapped: a question reads only the rows of the passages it looks at.
-    sentence_vectors = np.load(folder / SENTENCE_VECTORS_FILE, mmap_mode="r", allow_pickle=False)
+    # Read as questions need them (large corpora): a question reads only its passages' rows.
+    sentence_vectors = open_rows(folder / SENTENCE_VECTORS_FILE)
     lexical = LexicalIndex.load(folder / LEXICAL_DIR)
     if not (len(chunks) == len(vectors) == index.ntotal == manifest["chunk_count"] == lexical.size
             and len(sentences) == len(sentence_vectors)):
@@ -253,10 +255,22 @@ def stored_vectors(index: faiss.Index) -> np.ndarray:
     return view
 
 
+#: Chunk fields whose values repeat across a document's passages: held once each.
+_SHARED_FIELDS = ("doc_id", "title", "short_title", "kind", "section", "section_title")
+
+
 def _read_chunks(folder: Path) -> list[Chunk]:
     # Line by line: the file's text is never held whole beside the objects made from it.
+    shared: dict[str, str] = {}
+    chunks = []
     with (folder / CHUNKS_FILE).open(encoding="utf-8") as handle:
-        return [Chunk(**json.loads(line)) for line in handle if line.strip()]
+        for line in handle:
+            if line.strip():
+                fields = json.loads(line)
+                for name in _SHARED_FIELDS:
+                    fields[name] = shared.setdefault(fields[name], fields[name])
+                chunks.append(Chunk(**fields))
+    return chunks
 
 
 def _key(embedder: str, text: str) -> str:

@@ -95,3 +95,12 @@ def test_names_in_a_scenario_do_not_refuse_it(question):
 def test_an_identifier_inside_a_document_symbol_is_mentioned():
     vocabulary = Vocabulary(["see the report (A/68/189) of the Group"])
     assert vocabulary.mentions("68/189")
+
+
+def test_an_extended_vocabulary_mentions_what_either_part_holds_without_copying_it():
+    corpus = Vocabulary(["Liability for damage caused by space objects"])
+    extended = corpus.extended(["Outer Space Treaty", "OST"])
+    assert all(extended.mentions(t) for t in ("liability for damage", "outer space treaty", "ost", "space objects"))
+    assert not extended.mentions("objects outer")  # the parts are separate texts, not one run of words
+    assert not extended.mentions("artemis accords")
+    assert extended._texts[0] is corpus._texts[0]  # the corpus's text is shared (300 MB at 1M passages)

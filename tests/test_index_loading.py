@@ -1,5 +1,6 @@
 """Loading reads files: the saved BM25 index, the vectors once (FAISS storage), sentence
-vectors memory-mapped; and answering a question reads only some sentence vectors."""
+vectors in memory when small and read as needed when large; and answering a question reads
+only some sentence vectors."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from rag.corpus import load_corpus
 from rag.engine import Engine
 from rag.index_store import LEXICAL_DIR, build_index, current_dir, expected_identity, load_index
 from rag.lexical import LexicalIndex
+from rag.stored_rows import StoredRows
 
 TEXTS = ["liability for damage caused by space objects", "registration of space objects",
          "rescue of astronauts", "damage on the surface of the Earth", "the moon and other celestial bodies"]
@@ -70,15 +72,25 @@ def test_loading_reads_the_corpus_wide_tables_instead_of_scanning_every_passage(
     passages = {c.text for c in engine.index.chunks}
     assert scanned and not passages & set(scanned)  # only the catalogue's names were read
     rebuilt = Vocabulary([c.text for c in engine.index.chunks] + engine.catalogue.names)
-    assert (engine.vocabulary._lower, engine.vocabulary._tokens) == (rebuilt._lower, rebuilt._tokens)
+    assert (" ".join(engine.vocabulary._texts), engine.vocabulary._tokens) == (rebuilt._texts[0], rebuilt._tokens)
 
 
-def test_vectors_are_held_once_and_sentence_vectors_are_memory_mapped(built):
+def test_vectors_are_held_once_and_small_sentence_vectors_in_memory(built):
     loaded = load_index(built.index_dir, expected_identity(load_corpus(built.corpus_dir), built))
     on_disk = np.load(current_dir(built.index_dir) / "vectors.npy")
     assert np.array_equal(loaded.vectors, on_disk)
     assert not loaded.vectors.flags.owndata and not loaded.vectors.flags.writeable  # FAISS's memory
-    assert isinstance(loaded.sentence_vectors, np.memmap)
+    assert type(loaded.sentence_vectors) is np.ndarray  # a small file is read whole, not mapped
+
+
+def test_large_sentence_vectors_are_read_from_the_file_and_answers_stay_the_same(built, monkeypatch):
+    in_memory = Engine.load(built, rebuild=False, embedder=FakeEmbedder())
+    monkeypatch.setattr("rag.stored_rows.READ_WHOLE_BYTES", 0)  # every file counts as large
+    from_file = Engine.load(built, rebuild=False, embedder=FakeEmbedder())
+    assert isinstance(from_file.index.sentence_vectors, StoredRows)
+    for question in QUESTIONS:
+        expected, got = in_memory.ask(question), from_file.ask(question)
+        assert (got.text, got.abstained, got.confidence) == (expected.text, expected.abstained, expected.confidence)
 
 
 class RowsOnly:
