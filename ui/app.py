@@ -4,6 +4,7 @@ the documents; optionally an MCP server with the excerpt search and the cited an
 from __future__ import annotations
 
 import logging
+import signal
 
 import gradio as gr
 from starlette.middleware import Middleware
@@ -278,4 +279,7 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None, 
     # Gradio is quiet: say once, when it is ready, where the app is.
     print(f"The app is ready at {app.local_url}" + (f" (MCP: {app.local_url}gradio_api/mcp/)" if mcp else "")
           + "; press Ctrl+C to stop it.", flush=True)
+    # Stopped by a service manager (SIGTERM) as by Ctrl+C: the server closes and the exported
+    # briefings' folder is removed, instead of the process dying where it stands.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     app.block_thread()

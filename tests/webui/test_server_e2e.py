@@ -16,6 +16,8 @@ import httpx
 import pytest
 from gradio_client import Client
 
+from tests.webui.conftest import _log_tail, serving
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -240,3 +242,18 @@ def test_writes_from_another_origin_are_refused(ui_server):
                          headers={"Origin": f"http://127.0.0.1:{ui_server.port}"})
         assert same.status_code == 200, same.text[:300]
         assert http.get(f"{base}/config", headers={"Origin": "http://evil.example"}).status_code == 200
+
+
+def test_a_terminated_server_closes_and_removes_its_exported_files(ui_paths, tmp_path):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    with serving(ui_paths, tmp_path, env={"TMPDIR": str(scratch)}) as server:
+        client = Client(server.url, verbose=False)
+        ask(client, RESCUE_Q)
+        _button, status = client.predict(api_name="/export")
+        assert status.startswith("Exported 1 answer(s)")
+        exports = list(scratch.glob("spacesec-export-*"))
+        assert len(exports) == 1 and any(p.is_file() for p in exports[0].rglob("*.md"))
+    # ``serving`` stopped it with SIGTERM, as a service manager does.
+    assert server.process.returncode == 0, _log_tail(server.log_path)
+    assert not exports[0].exists()
