@@ -264,12 +264,17 @@ class HybridRetriever:
         weight_s = self.settings.sentence_weight
         if not weight_s or self.sentence_vectors is None or not len(self._sentence_starts):
             return dense
+        slots = np.minimum(np.searchsorted(self._sentence_owner, candidates), len(self._sentence_owner) - 1)
+        has = self._sentence_owner[slots] == candidates  # candidates with sentences
+        if not has.any():
+            return dense
+        starts, ends = self._sentence_starts[slots[has]], self._sentence_ends[slots[has]]
+        # Every candidate's sentences in one read (a passage's rows are consecutive).
+        rows = np.concatenate([np.arange(a, b) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)])
+        offsets = np.r_[0, np.cumsum(ends - starts)[:-1]]
+        best = np.maximum.reduceat(self.sentence_similarities(query, rows), offsets)
         blended = dense.copy()
-        for j, position in enumerate(candidates):
-            start, end = self._sentence_span(int(position))
-            if end > start:
-                best = float(self.sentence_similarities(query, np.arange(start, end)).max())
-                blended[j] = (1 - weight_s) * dense[j] + weight_s * best
+        blended[has] = (1 - weight_s) * dense[has] + weight_s * best
         return blended
 
     def _boosts(self, candidates: np.ndarray, cues: QueryCues) -> np.ndarray:

@@ -82,13 +82,12 @@ class StoredRows:
         out = np.empty((len(rows), self.shape[1]), dtype=self.dtype)
         target = out.reshape(-1).view(np.uint8)
         # Runs of consecutive rows (a passage's sentences are stored together): one read each.
-        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
-        for start, end in zip(np.r_[0, breaks], np.r_[breaks, len(rows)], strict=True):
+        breaks = (np.flatnonzero(np.diff(rows) != 1) + 1).tolist()
+        width = self._row_bytes
+        for start, end in zip([0, *breaks], [*breaks, len(rows)], strict=True):
             if start == end:
                 continue
-            size = (end - start) * self._row_bytes
-            read = os.preadv(self._fd, [target[start * self._row_bytes:end * self._row_bytes]],
-                             self._offset + int(rows[start]) * self._row_bytes)
-            if read != size:
-                raise OSError(f"{self._path}: short read ({read} of {size} bytes)")
+            read = os.preadv(self._fd, [target[start * width:end * width]], self._offset + int(rows[start]) * width)
+            if read != (end - start) * width:
+                raise OSError(f"{self._path}: short read ({read} of {(end - start) * width} bytes)")
         return out
