@@ -36,8 +36,9 @@ class QueryTraining:
     learning_rate: float = 5e-4
     batch_size: int = 32
     lora_rank: int = 16
-    #: Softmax scale over cosine similarities (a temperature of 0.05).
-    scale: float = 20.0
+    #: Softmax scale over cosine similarities (a temperature of 1/30): sharper than 20, it
+    #: ranks the answering passage first more often (held-out provisions, two splits).
+    scale: float = 30.0
     #: Weight of the sentence-level loss beside the passage-level one.
     sentence_weight: float = 1.0
     seed: int = 0
