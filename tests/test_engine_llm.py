@@ -87,7 +87,7 @@ def test_condensing_failure_falls_back_to_the_rule_based_rewrite(llm_engine):
 
 def test_the_answerability_check_gates_the_models_answer(llm_engine):
     engine, server = llm_engine
-    question = "What penalty applies to a State that fails to register a space object?"
+    question = "What sanction applies if a State does not register a space object?"
     extractive = engine.ask(question, mode="extractive")
     assert extractive.partial
     server.script(Reply("The launching State shall register the space object in an appropriate registry "
@@ -99,5 +99,5 @@ def test_the_answerability_check_gates_the_models_answer(llm_engine):
                                   "the closest provisions say:\n\n")
     _assert_invariants(answer)
     server.requests.clear()
-    refused = engine.ask("How many kilometres above the Earth does outer space begin?", mode="llm")
+    refused = engine.ask("What penalty applies to a State that fails to register a space object?", mode="llm")
     assert refused.abstained and not server.requests  # not found: the model is not asked
