@@ -235,20 +235,25 @@ class HybridRetriever:
         flat = faiss.downcast_index(self.index.storage) if hnsw else self.index
         return _faiss_top(flat, query_vector, size, faiss.SearchParameters(sel=selector))
 
-    def _sentence_span(self, position: int) -> tuple[int, int]:
-        """(first, end) rows of the chunk at ``position`` in the sentence table (empty if none)."""
-        slot = int(np.searchsorted(self._sentence_owner, position))
-        if slot < len(self._sentence_owner) and self._sentence_owner[slot] == position:
-            return int(self._sentence_starts[slot]), int(self._sentence_ends[slot])
-        return 0, 0
+    def _sentence_rows(self, positions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(which of the chunks at ``positions`` have sentences, those sentences' rows in one
+        array (a chunk's rows are consecutive, so they are read together), where each chunk's
+        rows start in it)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        if not positions.size:
+            return np.zeros(0, dtype=bool), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        slots = np.minimum(np.searchsorted(self._sentence_owner, positions), len(self._sentence_owner) - 1)
+        has = self._sentence_owner[slots] == positions
+        starts, ends = self._sentence_starts[slots[has]], self._sentence_ends[slots[has]]
+        rows = [np.arange(a, b) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
+        return has, np.concatenate(rows) if rows else np.zeros(0, np.int64), np.r_[0, np.cumsum(ends - starts)[:-1]]
 
     def best_sentence(self, query_vector: np.ndarray, positions) -> float:
         """The highest similarity of ``query_vector`` to a sentence of the chunks at
         ``positions`` (-1 when they have none); reads only those chunks' sentence vectors."""
         if self.sentence_vectors is None or not len(self._sentence_starts):
             return -1.0
-        rows = [np.arange(*self._sentence_span(int(p))) for p in positions]
-        rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        _, rows, _ = self._sentence_rows(positions)
         return float((self.sentence_vectors[rows] @ query_vector).max(initial=-1.0)) if rows.size else -1.0
 
     def position_of(self, chunk: Chunk) -> int:
@@ -264,14 +269,9 @@ class HybridRetriever:
         weight_s = self.settings.sentence_weight
         if not weight_s or self.sentence_vectors is None or not len(self._sentence_starts):
             return dense
-        slots = np.minimum(np.searchsorted(self._sentence_owner, candidates), len(self._sentence_owner) - 1)
-        has = self._sentence_owner[slots] == candidates  # candidates with sentences
+        has, rows, offsets = self._sentence_rows(candidates)  # every candidate's sentences, one read
         if not has.any():
             return dense
-        starts, ends = self._sentence_starts[slots[has]], self._sentence_ends[slots[has]]
-        # Every candidate's sentences in one read (a passage's rows are consecutive).
-        rows = np.concatenate([np.arange(a, b) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)])
-        offsets = np.r_[0, np.cumsum(ends - starts)[:-1]]
         best = np.maximum.reduceat(self.sentence_similarities(query, rows), offsets)
         blended = dense.copy()
         blended[has] = (1 - weight_s) * dense[has] + weight_s * best
