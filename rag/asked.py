@@ -41,13 +41,13 @@ _UNIT_HINTS = {
     "time": r"how (?:long|soon|often)|within how|how many (?:\w+ )?(?:seconds|minutes|hours|days|weeks|"
             r"months|years)|what (?:period|deadline|time limit|interval|frequency)|by what date",
     "distance": r"how (?:far|high|low)|what (?:altitude|height|distance|radius|range)|how many "
-                r"(?:kilomet|met|mile)|in kilomet|in met",
+                r"(?:square )?(?:kilomet|met|mile)|in kilomet|in met",
     "mass": r"how heavy|what (?:mass|weight)|how many (?:kilo|tonne|ton)",
     "money": r"how much (?:\w+ )?(?:money|does (?:it|the \w+) (?:cost|charge)|is the fee)|what (?:fee|price|"
              r"cost|charge|amount of money|budget)|\bcharge\b|\bfees?\b|\bcost\b",
     "dose": r"what (?:\w+ )?dose|dose limit|how much radiation",
     "share": r"what (?:percentage|share|proportion|probability|fraction|ratio)|what (?:collision )?"
-             r"probability|what per ?cent",
+             r"probability|what per ?cent|in per ?cent",
 }
 _UNIT_HINT = {family: re.compile(rf"\b(?:{hint})", re.IGNORECASE) for family, hint in _UNIT_HINTS.items()}
 
@@ -71,9 +71,11 @@ _JUDGEMENT = re.compile(
     r"your view)|\b(?:likely|unlikely|effective(?:ly|ness)?|outdated|obsolete|adequate(?:ly)?|fair|"
     r"unfair|wise|good idea|bad idea|succeed|realistic|worth|eventually|in the future|going to|"
     r"prospects?|chances?|predict\w*|forecast\w*|expect(?:ed)? to (?:become|change|happen)|"
-    r"better|worse|best|worst|biggest|most important|strong enough|weak|loophole)\b", re.IGNORECASE)
+    r"better|worse|best|worst|biggest|most important|strong enough|weak|loophole|too (?:short|long|weak|strict|"
+    r"vague|narrow|broad|slow)|be (?:banned|allowed|permitted|legali[sz]ed|abolished|scrapped|reformed|"
+    r"strengthened|rewritten))\b", re.IGNORECASE)
 _PRESENT = re.compile(
-    r"\b(?:currently|nowadays|now|today|recent(?:ly)?|latest|so far|to date|as of|these days|this year|"
+    r"\b(?:current|currently|nowadays|now|today|recent(?:ly)?|latest|so far|to date|as of|these days|this year|"
     r"last year|at present|presently|up to now|in practice|actually|ever|yet)\b|"
     r"^\W*(?:has|have)\b|\b(?:has|have) (?:\w+ ){0,3}(?:ever|already|since)\b|"
     r"\bhow many (?:countries|states|nations|parties|members|signator\w*|objects|satellites)\b", re.IGNORECASE)

@@ -272,6 +272,15 @@ def answerability_summary(report: dict) -> str:
              (f"  answerable questions: not found {share(answerable, 'not found'):.3f}, "
               f"partial {share(answerable, 'partial'):.3f}; near misses: not found "
               f"{share(near_misses, 'not found'):.3f}, partial {share(near_misses, 'partial'):.3f}.")]
+    if "held_out_thresholds" in report:
+        crossed = report["held_out_thresholds"]["outcomes"]
+        styles = {name: r for name, r in crossed.items() if not name.startswith("unanswerable")}
+        worst = max(styles, key=lambda name: styles[name]["not found"])
+        lines.append(f"  with thresholds chosen on the other folds: answerable not found "
+                     f"{share(list(styles.values()), 'not found'):.3f} (most: {worst} "
+                     f"{styles[worst]['not found']:.3f}); near misses not found "
+                     f"{share([r for n, r in crossed.items() if n not in styles], 'not found'):.3f}, partial "
+                     f"{share([r for n, r in crossed.items() if n not in styles], 'partial'):.3f}.")
     if off_topic["questions"]:
         lines.append(f"  off-topic questions refused: {off_topic['refused']:.3f} "
                      f"({off_topic['answerable_called_off_topic']} answerable questions called off topic).")

@@ -13,6 +13,7 @@ import pytest
 from rag.evaluation import Item, question_items, score_answers
 from rag.learn.answerability import (
     META_FILE,
+    REPORT_FILE,
     WEIGHTS_FILE,
     AnswerabilityModel,
     load_answerability,
@@ -25,6 +26,7 @@ from rag.learn.train_answerability import (
     _fit_forest,
     auroc,
     choose_thresholds,
+    cross_fitted_outcomes,
     expected_calibration_error,
     train_answerability,
     write_artifacts,
@@ -82,6 +84,33 @@ def test_questions_asking_for_a_figure_get_their_own_not_found_threshold():
     assert np.sum(confidence[100:300] < thresholds["partial"]) <= 4
     assert np.sum(confidence[300:] < thresholds["partial"]) >= 0.8 * 50
     assert outcome(0.2, True, thresholds) == "partial" and outcome(0.2, False, thresholds) == "not found"
+
+
+def test_a_figure_question_is_never_held_to_a_higher_not_found_level_than_others():
+    """Figure questions that happen to score high must not earn a stricter level than the
+    rest: their level exists because such answers score lower, and a stricter one swung with
+    the few numeric questions of a fold."""
+    figure = [Question(f"f{i}", "numeric", "How many days after the launch?", True, "d", "q") for i in range(100)]
+    other = [Question(f"a{i}", "plain", "Who registers a satellite?", True, "d", "q") for i in range(200)]
+    misses = [Question(f"u{i}", "unanswerable", "How many days after the launch?", False, kind="figure-not-given")
+              for i in range(50)]
+    confidence = np.concatenate([np.linspace(0.5, 1.0, 100), np.linspace(0.02, 1.0, 200),
+                                 np.linspace(0.0, 0.7, 50)])
+    thresholds = choose_thresholds(figure + other + misses, confidence, [])
+    assert thresholds["partial_quantity"] <= thresholds["partial"]
+    assert np.sum(confidence[100:300] < thresholds["partial"]) <= 4
+
+
+def test_outcomes_under_thresholds_chosen_on_the_other_folds():
+    questions = [Question(f"a{i}", "plain", "Who registers a satellite?", True, "d", f"quote {i}") for i in range(300)]
+    questions += [Question(f"u{i}", "unanswerable", f"Who chairs meeting {i}?", False, kind="near-miss")
+                  for i in range(60)]
+    confidence = np.concatenate([np.linspace(0.05, 1.0, 300), np.linspace(0.0, 0.1, 60)])
+    verdicts = cross_fitted_outcomes(questions, confidence, [], seed=0)
+    assert len(verdicts) == len(questions) and set(verdicts) <= {"answered", "partial", "not found"}
+    # Each fold's thresholds come from the others: close to, but not exactly, the in-sample choice.
+    assert 0 < verdicts[:300].count("not found") <= 0.04 * 300
+    assert verdicts[300:].count("not found") >= 0.5 * 60
 
 
 def test_artifacts_are_byte_for_byte_deterministic(tmp_path):
@@ -218,9 +247,11 @@ def test_training_is_deterministic_for_a_seed(real_engine, tmp_path):
                           r.get("near"), r.get("kind")) for r in picked]
     first = train_answerability(real_engine, questions, tmp_path / "one", seed=3, cache_dir=tmp_path)
     second = train_answerability(real_engine, questions, tmp_path / "two", seed=3, cache_dir=tmp_path)
-    for name in (META_FILE, WEIGHTS_FILE):
+    for name in (META_FILE, WEIGHTS_FILE, REPORT_FILE):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
     assert first["held_out_folds"] == second["held_out_folds"]
+    saved = json.loads((tmp_path / "one" / REPORT_FILE).read_text())
+    assert saved["held_out_thresholds"] == first["held_out_thresholds"] and "seconds" not in saved
     assert 0.5 < first["held_out_folds"]["auroc"] <= 1.0
     model = load_answerability(tmp_path / "one", real_engine.retriever.query_embedder.name,
                                real_engine.answerability.reader)

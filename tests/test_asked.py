@@ -24,6 +24,11 @@ from rag.asked import asked_for, evidence, focus_terms, has_figure
     ("Which countries have ratified the Rescue Agreement?", "states", True),
     ("Who decides whether an intentional break-up is necessary?", "actor", True),
     ("What happens if a State forgets to send the annual update?", "consequence", True),
+    ("Who is the current chair of the UN space committee?", "present", True),
+    ("Should mining the Moon and asteroids be banned?", "judgement", True),
+    ("Is the one-year deadline for filing a claim too short?", "judgement", True),
+    ("What enrichment level, in percent, counts as highly enriched uranium?", "unit", "share"),
+    ("How many square kilometres may a single lunar station take up?", "unit", "distance"),
 ])
 def test_asked_for_reads_what_is_wanted(question, flag, value):
     assert getattr(asked_for(question), flag) == value

@@ -195,6 +195,7 @@ def test_tune_trains_the_answerability_model_on_out_of_fold_drafts(workspace, tm
     summary = answerability_summary(report.answerability)  # what `spacesec tune` prints
     assert re.search(r"AUROC 0\.\d{3}", summary) and "near misses: not found 0." in summary
     assert "off-topic questions refused: " in summary
+    assert re.search(r"thresholds chosen on the other folds: answerable not found 0\.\d{3} \(most: \w+", summary)
     assert 0.0 < manifest["off_topic_similarity"] < 0.6
     assert set(manifest["answerability"]) == {"partial", "partial_quantity", "answer", "off_topic"}
     assert (full.tuned_model_dir / ANSWERABILITY / "answerability.json").is_file()

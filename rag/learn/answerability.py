@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 ARTIFACT_VERSION = 1
 WEIGHTS_FILE = "answerability.npz"
 META_FILE = "answerability.json"
+#: The held-out figures measured when the model was trained (not read at serving time).
+REPORT_FILE = "answerability-report.json"
 #: Candidates the sentence model reads (the composer's best by its own score).
 SENTENCE_CANDIDATES = 12
 
