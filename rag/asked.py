@@ -32,7 +32,6 @@ UNITS = {
     "dose": r"m?sv|millisieverts?|sieverts?|rems?|grays?",
     "share": r"per ?cent|percent|%|probability|percentage|fraction|ratio",
 }
-_UNIT_WORDS = {family: re.compile(rf"(?<![\w$€£%])(?:{words})(?![\w])", re.IGNORECASE) for family, words in UNITS.items()}
 _FIGURE_IN = {family: re.compile(rf"{_NUMBER}(?:\s|-)+(?:\w+\s+){{0,2}}(?:{words})(?!\w)|(?:{words})\s*"
                                  rf"(?:of\s+)?\d", re.IGNORECASE)
               for family, words in UNITS.items()}
@@ -72,10 +71,12 @@ _JUDGEMENT = re.compile(
     r"unfair|wise|good idea|bad idea|succeed|realistic|worth|eventually|in the future|going to|"
     r"prospects?|chances?|predict\w*|forecast\w*|expect(?:ed)? to (?:become|change|happen)|"
     r"better|worse|best|worst|biggest|most important|strong enough|weak|loophole|too (?:short|long|weak|strict|"
-    r"vague|narrow|broad|slow)|be (?:banned|allowed|permitted|legali[sz]ed|abolished|scrapped|reformed|"
-    r"strengthened|rewritten))\b", re.IGNORECASE)
+    r"vague|narrow|broad|slow))\b|"
+    # "Should mining be banned?" asks for a view; "Could it be banned?" asks what the texts allow.
+    r"^\W*should\b.*\bbe (?:banned|allowed|permitted|legali[sz]ed|abolished|scrapped|reformed|strengthened|"
+    r"rewritten)\b", re.IGNORECASE)
 _PRESENT = re.compile(
-    r"\b(?:current|currently|nowadays|now|today|recent(?:ly)?|latest|so far|to date|as of|these days|this year|"
+    r"\bthe current\b|\b(?:currently|nowadays|now|today|recent(?:ly)?|latest|so far|to date|as of|these days|this year|"
     r"last year|at present|presently|up to now|in practice|actually|ever|yet)\b|"
     r"^\W*(?:has|have)\b|\b(?:has|have) (?:\w+ ){0,3}(?:ever|already|since)\b|"
     r"\bhow many (?:countries|states|nations|parties|members|signator\w*|objects|satellites)\b", re.IGNORECASE)

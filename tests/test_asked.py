@@ -38,6 +38,7 @@ def test_asked_for_reads_what_is_wanted(question, flag, value):
     "What must a State do before an experiment that could harm others' activities?",
     "Can officials from another country visit a Moon base?",
     "liability damage surface of the earth",
+    "A rover built by a defence contractor will only survey the Moon. Could it be banned?",
 ])
 def test_plain_questions_ask_for_no_special_kind(question):
     asked = asked_for(question)
