@@ -22,7 +22,7 @@ from rag.learn.model_store import (
 from rag.learn.query_model import QueryTraining, TunedQueryEmbedder
 from rag.learn.questions import QuestionFileError, load_questions
 from rag.learn.term_links import TERM_LINKS_FILE
-from rag.learn.tune import question_files, questions_digest, tune
+from rag.learn.tune import _staging_folder, question_files, questions_digest, tune
 
 SMOKE = QueryTraining(epochs=1, batch_size=4, lora_rank=2)
 QUESTIONS = [
@@ -127,6 +127,19 @@ def test_an_interrupted_swap_is_finished_at_the_next_read(workspace, tmp_path):
     shutil.copytree(settings.tuned_model_dir, tmp_path / ".model-old-123")  # moved aside, then killed
     assert read_tuned_model(folder, settings.embedder) is not None
     assert folder.is_dir() and not (tmp_path / ".model-old-123").exists()
+
+
+def test_a_killed_tune_leaves_no_staging_folder_behind_the_next(tmp_path):
+    """kill -9 skips the clean-up of the folder a tune builds in; the next tune (holding the
+    lock, so no other tune is running) removes it and leaves the installed model alone."""
+    target = tmp_path / "model"
+    (target / "query-lora").mkdir(parents=True)
+    leftover = tmp_path / ".model-new-4242"
+    (leftover / "query-lora").mkdir(parents=True)
+    staged = _staging_folder(target)
+    assert staged.is_dir() and not any(staged.iterdir())
+    assert not leftover.exists() and (target / "query-lora").is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["model", staged.name])
 
 
 def test_a_changed_corpus_makes_the_model_stale_but_usable(workspace):

@@ -101,6 +101,16 @@ def _tune_lock(folder: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _staging_folder(target: Path) -> Path:
+    """An empty folder beside ``target`` to build the new model in. Called under the tune lock,
+    so any other staging folder is a killed run's leftover (kill -9 skips the clean-up): removed."""
+    for leftover in target.parent.glob(f".{target.name}-new-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    staged = target.parent / f".{target.name}-new-{os.getpid()}"
+    staged.mkdir(parents=True)
+    return staged
+
+
 def train_query_encoder(engine: Engine, questions: list[Question], config: QueryTraining,
                         progress: bool = False):
     """LoRA-train the query encoder against the chunks and sentences of the documents the
@@ -184,9 +194,7 @@ def tune(settings: Settings, extra: list[Path] | None = None, config: QueryTrain
     questions = gather_questions(settings, extra, corpus_docs)
     target = settings.tuned_model_dir
     with _tune_lock(target):
-        staged = target.parent / f".{target.name}-new-{os.getpid()}"
-        shutil.rmtree(staged, ignore_errors=True)
-        staged.mkdir(parents=True)
+        staged = _staging_folder(target)
         try:
             drafts = out_of_fold_drafts(engine, questions, config, progress) if answerability else None
             answerability_report = None
