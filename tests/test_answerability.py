@@ -240,6 +240,16 @@ def test_quotes_are_grouped_by_instrument_each_named_once(real_engine):
 
 
 @pytest.mark.slow
+def test_drafts_cached_by_an_older_version_are_not_read(real_engine, monkeypatch):
+    """Pickled drafts hold the engine's classes: a cache written before they changed shape
+    unpickles into passages whose fields read wrong, so the cache key names the format."""
+    import rag.learn.train_answerability as training
+
+    current = training.drafts_key(real_engine)
+    monkeypatch.setattr(training, "DRAFTS_FORMAT", training.DRAFTS_FORMAT - 1)
+    assert training.drafts_key(real_engine) != current
+
+
 def test_training_is_deterministic_for_a_seed(real_engine, tmp_path):
     rows = [json.loads(line) for line in (ROOT / "training" / "questions.jsonl").read_text().splitlines()]
     picked = [r for r in rows if r["answerable"]][:160:2] + [r for r in rows if not r["answerable"]][:40]

@@ -61,6 +61,9 @@ MAX_OFF_TOPIC_ANSWERABLE = 0.005
 #: Settings that do not change what retrieval returns (left out of the drafts cache's key).
 _NOT_RETRIEVAL = {"llm_api_key", "llm_provider", "llm_base_url", "llm_model", "llm_timeout_s", "answerability_dir",
                   "feedback_path", "host", "port"}
+#: Version of the pickled drafts: bumped when their classes change shape (passages became slotted
+#: dataclasses: drafts pickled before unpickle into passages whose fields read wrong).
+DRAFTS_FORMAT = 2
 _TREES = {"max_iter": 150, "learning_rate": 0.05, "max_leaf_nodes": 15, "min_samples_leaf": 20,
           "l2_regularization": 1.0}
 
@@ -96,7 +99,7 @@ def collect_drafts(engine, questions: list[Question], cache_dir: Path | None = N
 
 def drafts_key(engine) -> str:
     """What drafts depend on: the index, the embedder and retrieval's settings."""
-    return hashlib.sha256(json.dumps([engine.index.fingerprint, engine.retriever.query_embedder.name,
+    return hashlib.sha256(json.dumps([DRAFTS_FORMAT, engine.index.fingerprint, engine.retriever.query_embedder.name,
                                       engine.settings.model_dump(mode="json", exclude=_NOT_RETRIEVAL)],
                                      sort_keys=True).encode()).hexdigest()[:16]
 
