@@ -43,9 +43,9 @@ _UNIT_HINTS = {
                 r"(?:square )?(?:kilomet|met|mile)|in kilomet|in met",
     "mass": r"how heavy|what (?:mass|weight)|how many (?:kilo|tonne|ton)",
     "money": r"how much (?:\w+ )?(?:money|does (?:it|the \w+) (?:cost|charge)|is the fee)|what (?:fee|price|"
-             r"cost|charge|amount of money|budget)|\bcharge\b|\bfees?\b|\bcost\b",
+             r"cost|charge|amount of money|budget)|(?<!in )\bcharge\b|\bfees?\b|\bcost\b",
     "dose": r"what (?:\w+ )?dose|dose limit|how much radiation",
-    "share": r"what (?:percentage|share|proportion|probability|fraction|ratio)|what (?:collision )?"
+    "share": r"what (?:percentage|share|proportion|probability|fraction|ratio)\b|what (?:collision )?"
              r"probability|what per ?cent|in per ?cent",
 }
 _UNIT_HINT = {family: re.compile(rf"\b(?:{hint})", re.IGNORECASE) for family, hint in _UNIT_HINTS.items()}

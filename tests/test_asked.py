@@ -39,10 +39,13 @@ def test_asked_for_reads_what_is_wanted(question, flag, value):
     "Can officials from another country visit a Moon base?",
     "liability damage surface of the earth",
     "A rover built by a defence contractor will only survey the Moon. Could it be banned?",
+    "Who is in charge of a satellite once it is in orbit?",  # "charge" here asks for no fee
+    "What shared goal does the registration treaty name?",  # nor "shared" for a share
 ])
 def test_plain_questions_ask_for_no_special_kind(question):
     asked = asked_for(question)
     assert not (asked.figure or asked.date or asked.penalty or asked.court or asked.judgement or asked.present)
+    assert asked.unit is None
     assert asked.wanted() == "exactly what the question asks"
 
 
