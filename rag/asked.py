@@ -96,6 +96,10 @@ _HAS_TIME_WORD = re.compile(r"\b(?:before|after|prior to|upon|within|once|until|
                             r"as soon as|promptly|immediately|date|period|following)\b", re.IGNORECASE)
 _HAS_NUMBER = re.compile(rf"\b(?:\d+(?:[.,]\d+)*|{_COUNT_WORD}|once|twice|annual\w*|yearly|"
                          rf"half|majority|unanim\w*)\b", re.IGNORECASE)
+# "article VIII", "paragraph 1 of principle 2", "resolution 1962 (XVIII)": references, not figures.
+_CROSS_REFERENCE = re.compile(r"\b(?:articles?|paragraphs?|principles?|guidelines?|sections?|resolutions?|annex|"
+                              r"chapter|part)\s+(?:[a-z]\.)?[0-9ivxlc]+(?:[.,][0-9]+)*(?:\s*\([a-z0-9]+\))*",
+                              re.IGNORECASE)
 _LIST_NUMBERING = re.compile(r"(?m)(?:^|\s)(?:\d+\.|\([a-z0-9]+\)|[a-z]\.\d+)(?=\s)", re.IGNORECASE)
 _HAS_PENALTY = re.compile(r"\b(?:penalt\w*|sanction\w*|fines?|punish\w*|enforc\w*|prosecut\w*|liab\w*|"
                           r"compensat\w*|responsib\w*|suspen\w*|expel\w*|terminat\w*|reparation)\b", re.IGNORECASE)
@@ -209,7 +213,7 @@ def focus_terms(question: str) -> tuple[str, ...]:
 
 def has_figure(text: str, unit: str | None = None) -> bool:
     """A number in ``text`` (list numbering aside); with ``unit``, a number in that unit."""
-    text = _LIST_NUMBERING.sub(" ", text)
+    text = _LIST_NUMBERING.sub(" ", _CROSS_REFERENCE.sub(" ", text))
     if unit:
         return bool(_FIGURE_IN[unit].search(text))
     return bool(_HAS_NUMBER.search(text))

@@ -62,6 +62,12 @@ def test_a_figure_in_the_asked_unit_is_evidence_and_list_numbering_is_not():
     assert has_figure("a subsidiary dose limit of 5 mSv in a year", "dose")
 
 
+def test_references_to_articles_and_resolutions_are_not_figures():
+    assert not has_figure("bearing in mind the provisions of article VIII of the Treaty and paragraph 1 of this article")
+    assert not has_figure("Recalling resolution 1962 (XVIII), as set out in guideline B.1")
+    assert has_figure("The Claims Commission shall be composed of three members")
+
+
 def test_articles_are_not_figures_and_ordinals_and_frequencies_are():
     assert not has_figure("States should take a view on an issue of common interest.")
     assert has_figure("This Agreement shall enter into force on the thirtieth day following the deposit.", "time")
