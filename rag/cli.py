@@ -264,8 +264,12 @@ def answerability_summary(report: dict) -> str:
         n = sum(r["n"] for r in rows)
         return sum(r[outcome] * r["n"] for r in rows) / n if n else float("nan")
 
-    answerable = [r for name, r in folds["outcomes"].items() if not name.startswith("unanswerable")]
-    near_misses = [r for name, r in folds["outcomes"].items() if name.startswith("unanswerable")]
+    def split(outcomes: dict[str, dict]) -> tuple[list[dict], list[dict]]:
+        """(answerable styles' rows, near-miss kinds' rows)."""
+        near = [r for name, r in outcomes.items() if name.startswith("unanswerable")]
+        return [r for name, r in outcomes.items() if not name.startswith("unanswerable")], near
+
+    answerable, near_misses = split(folds["outcomes"])
     thresholds = ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in report["thresholds"].items())
     lines = [(f"Answerability model (held-out folds): AUROC {folds['auroc']:.3f}, ECE {folds['ece']:.3f}; "
               f"thresholds {thresholds}."),
@@ -274,13 +278,12 @@ def answerability_summary(report: dict) -> str:
               f"{share(near_misses, 'not found'):.3f}, partial {share(near_misses, 'partial'):.3f}.")]
     if "held_out_thresholds" in report:
         crossed = report["held_out_thresholds"]["outcomes"]
-        styles = {name: r for name, r in crossed.items() if not name.startswith("unanswerable")}
-        worst = max(styles, key=lambda name: styles[name]["not found"])
+        styles, kinds = split(crossed)
+        worst = max((name for name in crossed if not name.startswith("unanswerable")),
+                    key=lambda name: crossed[name]["not found"])
         lines.append(f"  with thresholds chosen on the other folds: answerable not found "
-                     f"{share(list(styles.values()), 'not found'):.3f} (most: {worst} "
-                     f"{styles[worst]['not found']:.3f}); near misses not found "
-                     f"{share([r for n, r in crossed.items() if n not in styles], 'not found'):.3f}, partial "
-                     f"{share([r for n, r in crossed.items() if n not in styles], 'partial'):.3f}.")
+                     f"{share(styles, 'not found'):.3f} (most: {worst} {crossed[worst]['not found']:.3f}); "
+                     f"near misses not found {share(kinds, 'not found'):.3f}, partial {share(kinds, 'partial'):.3f}.")
     if off_topic["questions"]:
         lines.append(f"  off-topic questions refused: {off_topic['refused']:.3f} "
                      f"({off_topic['answerable_called_off_topic']} answerable questions called off topic).")

@@ -68,17 +68,21 @@ def test_thresholds_keep_false_refusals_within_the_limit():
     assert np.mean(confidence[:200] < answer) <= 0.11 and answer >= partial
 
 
+def _figures_others_and_misses(miss: str, kind: str) -> list[Question]:
+    """100 answerable figure questions, 200 other answerable ones, 50 near misses worded ``miss``."""
+    figure = [Question(f"f{i}", "numeric", "How many days after the launch?", True, "d", "q") for i in range(100)]
+    other = [Question(f"a{i}", "plain", "Who registers a satellite?", True, "d", "q") for i in range(200)]
+    return figure + other + [Question(f"u{i}", "unanswerable", miss, False, kind=kind) for i in range(50)]
+
+
 def test_questions_asking_for_a_figure_get_their_own_not_found_threshold():
     """Answerable figure questions score low (their figures are worded many ways): with one
     threshold they would hold it down for every question; with their own, the others' near
     misses are refused at a higher one, and no style is refused more than 2% of the time."""
-    figure = [Question(f"f{i}", "numeric", "How many days after the launch?", True, "d", "q") for i in range(100)]
-    other = [Question(f"a{i}", "plain", "Who registers a satellite?", True, "d", "q") for i in range(200)]
-    misses = [Question(f"u{i}", "unanswerable", "Who registers a satellite?", False, kind="near-miss")
-              for i in range(50)]
+    questions = _figures_others_and_misses("Who registers a satellite?", "near-miss")
     confidence = np.concatenate([np.linspace(0.02, 1.0, 100), np.linspace(0.4, 1.0, 200),
                                  np.linspace(0.0, 0.45, 50)])
-    thresholds = choose_thresholds(figure + other + misses, confidence, [])
+    thresholds = choose_thresholds(questions, confidence, [])
     assert thresholds["partial_quantity"] < 0.05 and thresholds["partial"] > 0.39
     assert np.sum(confidence[:100] < thresholds["partial_quantity"]) <= 2
     assert np.sum(confidence[100:300] < thresholds["partial"]) <= 4
@@ -90,13 +94,10 @@ def test_a_figure_question_is_never_held_to_a_higher_not_found_level_than_others
     """Figure questions that happen to score high must not earn a stricter level than the
     rest: their level exists because such answers score lower, and a stricter one swung with
     the few numeric questions of a fold."""
-    figure = [Question(f"f{i}", "numeric", "How many days after the launch?", True, "d", "q") for i in range(100)]
-    other = [Question(f"a{i}", "plain", "Who registers a satellite?", True, "d", "q") for i in range(200)]
-    misses = [Question(f"u{i}", "unanswerable", "How many days after the launch?", False, kind="figure-not-given")
-              for i in range(50)]
+    questions = _figures_others_and_misses("How many days after the launch?", "figure-not-given")
     confidence = np.concatenate([np.linspace(0.5, 1.0, 100), np.linspace(0.02, 1.0, 200),
                                  np.linspace(0.0, 0.7, 50)])
-    thresholds = choose_thresholds(figure + other + misses, confidence, [])
+    thresholds = choose_thresholds(questions, confidence, [])
     assert thresholds["partial_quantity"] <= thresholds["partial"]
     assert np.sum(confidence[100:300] < thresholds["partial"]) <= 4
 
