@@ -284,6 +284,8 @@ def answerability_summary(report: dict) -> str:
         lines.append(f"  with thresholds chosen on the other folds: answerable not found "
                      f"{share(styles, 'not found'):.3f} (most: {worst} {crossed[worst]['not found']:.3f}); "
                      f"near misses not found {share(kinds, 'not found'):.3f}, partial {share(kinds, 'partial'):.3f}.")
+    if report.get("pair_model_auroc") is not None:
+        lines.append(f"  pair model alone (out of fold): AUROC {report['pair_model_auroc']:.3f}.")
     if off_topic["questions"]:
         lines.append(f"  off-topic questions refused: {off_topic['refused']:.3f} "
                      f"({off_topic['answerable_called_off_topic']} answerable questions called off topic).")

@@ -126,24 +126,12 @@ class OnnxEmbedder:
 
     @cached_property
     def _session(self):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # its warnings about unused initialisers are not ours to act on
-        if self.threads:
-            options.intra_op_num_threads = self.threads
         log.info("loading ONNX embedder from %s", self.path)
-        return ort.InferenceSession(str(self.path / MODEL_FILE), options, providers=["CPUExecutionProvider"])
+        return _onnx_session(self.path, self.threads)
 
     @cached_property
     def _encoder(self):
-        """The tokenizer as the model reads: truncated to its maximum length, padded per batch."""
-        from tokenizers import Tokenizer
-
-        tokenizer = Tokenizer.from_file(str(self.path / TOKENIZER_FILE))
-        tokenizer.enable_truncation(int(self.config["max_length"]))
-        tokenizer.no_padding()
-        return tokenizer
+        return _reading_tokenizer(self.path, int(self.config["max_length"]))
 
     @cached_property
     def _tokenizer(self):
@@ -169,16 +157,71 @@ class OnnxEmbedder:
         return out
 
     def _run(self, encodings: list) -> np.ndarray:
-        width = max(len(e.ids) for e in encodings)
-        arrays = {name: np.zeros((len(encodings), width), dtype=np.int64) for name in self.config["inputs"]}
-        for row, encoding in enumerate(encodings):
-            size = len(encoding.ids)
-            arrays["input_ids"][row, :size] = encoding.ids
-            arrays["attention_mask"][row, :size] = 1
-            if "token_type_ids" in arrays:
-                arrays["token_type_ids"][row, :size] = encoding.type_ids
+        arrays = _model_inputs(encodings, self.config["inputs"])
         vectors = self._session.run(None, arrays)[0]
         if vectors.ndim == 3:  # a bare transformer's token vectors: mean over the real tokens
             mask = arrays["attention_mask"][:, :, None].astype(np.float32)
             vectors = (vectors * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
         return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def _reading_tokenizer(folder: Path, max_length: int):
+    """The folder's tokenizer as its model reads: cut at ``max_length`` word pieces (of a pair,
+    the longer text first, as in training), padded per batch by the caller."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
+    tokenizer.enable_truncation(max_length, strategy="longest_first")
+    tokenizer.no_padding()
+    return tokenizer
+
+
+def _onnx_session(folder: Path, threads: int | None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # its warnings about unused initialisers are not ours to act on
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"])
+
+
+def _model_inputs(encodings: list, inputs: list[str]) -> dict[str, np.ndarray]:
+    """Token ids, attention mask (and token types) of ``encodings``, padded to the longest."""
+    width = max(len(e.ids) for e in encodings)
+    arrays = {name: np.zeros((len(encodings), width), dtype=np.int64) for name in inputs}
+    for row, encoding in enumerate(encodings):
+        size = len(encoding.ids)
+        arrays["input_ids"][row, :size] = encoding.ids
+        arrays["attention_mask"][row, :size] = 1
+        if "token_type_ids" in arrays:
+            arrays["token_type_ids"][row, :size] = encoding.type_ids
+    return arrays
+
+
+class OnnxPairScorer:
+    """Log-odds that sentences answer a question, from the pair model's ONNX export
+    (``rag.onnx_export.export_pair_onnx``): onnxruntime and tokenizers only."""
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        self.path = Path(path)
+        if not is_onnx_folder(self.path):
+            raise ValueError(f"{self.path} is not an ONNX pair-model folder (it needs {MODEL_FILE}, "
+                             f"{TOKENIZER_FILE} and {CONFIG_FILE}).")
+        self.config = json.loads((self.path / CONFIG_FILE).read_text(encoding="utf-8"))
+        self.threads = threads
+
+    @cached_property
+    def _session(self):
+        log.info("loading the ONNX pair model from %s", self.path)
+        return _onnx_session(self.path, self.threads)
+
+    @cached_property
+    def _encoder(self):
+        return _reading_tokenizer(self.path, int(self.config["max_length"]))
+
+    def score(self, question: str, sentences: list[str]) -> np.ndarray:
+        if not sentences:
+            return np.zeros(0)
+        encodings = self._encoder.encode_batch([(question, s) for s in sentences], add_special_tokens=True)
+        return self._session.run(None, _model_inputs(encodings, self.config["inputs"]))[0].astype(np.float64)

@@ -15,7 +15,7 @@ from rag.abstention import Vocabulary, lacks_answer_type, unanswerable_reason
 from rag.answer import AnswerComposer
 from rag.citations import Answer, Citation
 from rag.corpus import Corpus, load_corpus
-from rag.embedding import Embedder, OnnxEmbedder
+from rag.embedding import Embedder, OnnxEmbedder, OnnxPairScorer
 from rag.followup import is_follow_up, standalone_query
 from rag.index_store import (
     IndexError_,
@@ -30,6 +30,7 @@ from rag.learn.answerability import NOT_FOUND, PARTIAL, AnswerabilityModel, load
 from rag.learn.features import Draft, FeatureReader
 from rag.learn.model_store import (
     ANSWERABILITY,
+    PAIR_LORA,
     QUERY_LORA,
     TunedModel,
     TunedModelError,
@@ -121,7 +122,8 @@ class Engine:
         composer = AnswerComposer(index, settings)
         # The model reads similarities to the question's vector: it fits one question encoder.
         answerability = load_answerability(tuned.folder / ANSWERABILITY if tuned else settings.answerability_dir,
-                                           retriever.query_embedder.name, FeatureReader(composer, vocabulary))
+                                           retriever.query_embedder.name, FeatureReader(composer, vocabulary),
+                                           _pair_scorer(settings, tuned, index))
         off_topic = (tuned.manifest.get("off_topic_similarity", settings.off_topic_similarity)
                      if tuned else settings.off_topic_similarity)
         return cls(settings, corpus, index, retriever, catalogue, composer, vocabulary,
@@ -383,6 +385,18 @@ def _query_embedder(settings: Settings, tuned: TunedModel | None, corpus: Corpus
 
     return TunedQueryEmbedder(tuned.query_encoder_name, settings.embedder, tuned.folder / QUERY_LORA,
                               settings.embed_batch_size), untrained
+
+
+def _pair_scorer(settings: Settings, tuned: TunedModel | None, index: LoadedIndex):
+    """The tuned model's pair model (its ONNX export kept with the index, or its LoRA weights on
+    the torch runtime), or None when it has none."""
+    if tuned is None or not (tuned.folder / PAIR_LORA).is_dir():
+        return None
+    if settings.embedder_runtime == "onnx":
+        return OnnxPairScorer(index.pair_onnx_dir, settings.onnx_threads) if index.pair_onnx_dir else None
+    from rag.learn.pair_model import TorchPairScorer
+
+    return TorchPairScorer(settings.embedder, tuned.folder / PAIR_LORA)
 
 
 def abstain(question: str, reason: str, hits: list[Hit], confidence: float = 0.0) -> Answer:

@@ -29,7 +29,7 @@ from rag.abstention import Vocabulary
 from rag.chunking import CHUNKER_VERSION, Chunk, chunk_document
 from rag.corpus import Corpus, load_corpus
 from rag.embedding import Embedder, OnnxEmbedder, is_onnx_folder
-from rag.learn.model_store import QUERY_LORA, TunedModelError, read_tuned_model
+from rag.learn.model_store import PAIR_LORA, QUERY_LORA, TunedModelError, read_tuned_model
 from rag.lexical import LexicalIndex, document_counts
 from rag.sentences import answer_units
 from rag.settings import Settings
@@ -48,7 +48,7 @@ SENTENCES_FILE, SENTENCE_VECTORS_FILE = "sentences.npy", "sentence_vectors.npy"
 TERMS_FILE, VOCABULARY_TEXT, VOCABULARY_TOKENS = "text_terms.json", "vocabulary.txt", "vocabulary_tokens.json"
 # Folders: the BM25 index (bm25s's files), and the embedder's ONNX export that embedded the
 # passages and embeds the questions (with ``embedder_runtime`` "onnx").
-LEXICAL_DIR, ONNX_DIR, QUERY_ONNX_DIR = "bm25", "onnx", "query-onnx"
+LEXICAL_DIR, ONNX_DIR, QUERY_ONNX_DIR, PAIR_ONNX_DIR = "bm25", "onnx", "query-onnx", "pair-onnx"
 #: Bumped when the tokeniser of ``rag.lexical`` changes, so saved BM25 indexes are rebuilt.
 LEXICAL_VERSION = 1
 # Libraries whose versions change the vectors or scores an index holds, per embedder runtime.
@@ -99,6 +99,8 @@ class LoadedIndex:
     vocabulary: Vocabulary | None = None
     #: The ONNX export of the tuned query encoder, when there is a tuned model.
     query_onnx_dir: Path | None = None
+    #: The ONNX export of the tuned model's pair model (``rag.learn.pair_model``), when it has one.
+    pair_onnx_dir: Path | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -228,12 +230,12 @@ def load_index(index_dir: Path, identity: dict) -> LoadedIndex:
     if not (len(chunks) == len(vectors) == index.ntotal == manifest["chunk_count"] == lexical.size
             and len(sentences) == len(sentence_vectors)):
         raise IndexError_("index parts disagree on the number of passages; run 'spacesec build --force'.")
-    onnx_dir, query_onnx_dir = folder.resolve() / ONNX_DIR, folder.resolve() / QUERY_ONNX_DIR
-    return LoadedIndex(manifest, chunks, vectors, index, sentences, sentence_vectors, lexical,
-                       onnx_dir if is_onnx_folder(onnx_dir) else None,
+    onnx_dir, query_onnx_dir, pair_onnx_dir = (folder.resolve() / name if is_onnx_folder(folder / name) else None
+                                               for name in (ONNX_DIR, QUERY_ONNX_DIR, PAIR_ONNX_DIR))
+    return LoadedIndex(manifest, chunks, vectors, index, sentences, sentence_vectors, lexical, onnx_dir,
                        json.loads((folder / TERMS_FILE).read_text(encoding="utf-8")),
                        Vocabulary.load(folder / VOCABULARY_TEXT, folder / VOCABULARY_TOKENS),
-                       query_onnx_dir if is_onnx_folder(query_onnx_dir) else None)
+                       query_onnx_dir, pair_onnx_dir)
 
 
 class _StoredVectors(np.ndarray):
@@ -374,8 +376,8 @@ def build_index(settings: Settings, embedder: Embedder, force: bool = False, pro
                 log.info("the index should now be %s; rebuilding it (nothing is re-embedded)", wanted)
             onnx_dir = _onnx_export(index_dir, embedder, settings)
             # The tuned query encoder fits passages embedded by the model it was trained on.
-            query_onnx_dir = _query_onnx_export(index_dir, identity, settings) if onnx_dir else None
-            scratch += [p for p in (onnx_dir, query_onnx_dir) if p is not None]
+            tuned_exports = _tuned_exports(index_dir, identity, settings) if onnx_dir else {}
+            scratch += [p for p in (onnx_dir, *tuned_exports.values()) if p is not None]
             if onnx_dir is not None:  # the export embeds the passages, as it will the questions
                 embedder = OnnxEmbedder(onnx_dir, settings.embed_batch_size, name=settings.embedder)
             chunks = chunk_corpus(corpus, embedder, settings, progress)
@@ -388,7 +390,7 @@ def build_index(settings: Settings, embedder: Embedder, force: bool = False, pro
                                                    settings.embedder, progress)
             lexical = LexicalIndex([c.embed_text for c in chunks])
             fp = _write_build(index_dir, identity, chunks, vectors, spans, sentence_vectors,
-                              make_faiss_index(vectors, settings), lexical, onnx_dir, query_onnx_dir)
+                              make_faiss_index(vectors, settings), lexical, onnx_dir, tuned_exports)
     except PermissionError as exc:
         raise IndexError_(f"cannot write the index in {index_dir} ({exc.strerror}); "
                           "make it writable or set SPACESEC_INDEX_DIR to a writable folder.") from exc
@@ -467,26 +469,46 @@ def _onnx_export(index_dir: Path, embedder: Embedder, settings: Settings) -> Pat
     return scratch
 
 
-def _query_onnx_export(index_dir: Path, identity: dict, settings: Settings) -> Path | None:
-    """A scratch folder with the ONNX export of the tuned query encoder (its LoRA weights
-    merged into the installed model), or None when there is no tuned model or the runtime is
-    torch. The current build's export is reused when it came from the same tuned model."""
+def _tuned_exports(index_dir: Path, identity: dict, settings: Settings) -> dict[str, Path]:
+    """Scratch folders with the ONNX exports of the tuned model's parts (LoRA weights merged into
+    the installed model), by the name they take in a build: the query encoder and, when the
+    model has one, the pair model. None without a tuned model or on the torch runtime. The
+    current build's exports are reused when they came from the same tuned model."""
     if settings.embedder_runtime != "onnx" or identity.get("query_model") is None:
-        return None
-    scratch = index_dir / "builds" / f".query-onnx-{os.getpid()}"
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.parent.mkdir(parents=True, exist_ok=True)
+        return {}
+    folder = settings.tuned_model_dir
+    parts = {QUERY_ONNX_DIR: _export_query_model}
+    if (folder / PAIR_LORA).is_dir():
+        parts[PAIR_ONNX_DIR] = _export_pair_model
     manifest = read_manifest(index_dir)
-    previous = current_dir(index_dir) / QUERY_ONNX_DIR
-    if manifest and manifest.get("query_model") == identity["query_model"] and is_onnx_folder(previous):
-        shutil.copytree(previous, scratch, copy_function=_link_or_copy)
-    else:
-        from rag.learn.query_model import load_tuned
-        from rag.onnx_export import export_onnx
+    exports = {}
+    for name, export in parts.items():
+        scratch = index_dir / "builds" / f".{name}-{os.getpid()}"
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.parent.mkdir(parents=True, exist_ok=True)
+        previous = current_dir(index_dir) / name
+        if manifest and manifest.get("query_model") == identity["query_model"] and is_onnx_folder(previous):
+            shutil.copytree(previous, scratch, copy_function=_link_or_copy)
+        else:
+            export(settings, scratch)
+        exports[name] = scratch
+    return exports
 
-        export_onnx(load_tuned(settings.embedder, settings.tuned_model_dir / QUERY_LORA), scratch,
-                    name=f"{settings.embedder}+tuned")
-    return scratch
+
+def _export_query_model(settings: Settings, scratch: Path) -> None:
+    from rag.learn.query_model import load_tuned
+    from rag.onnx_export import export_onnx
+
+    export_onnx(load_tuned(settings.embedder, settings.tuned_model_dir / QUERY_LORA), scratch,
+                name=f"{settings.embedder}+tuned")
+
+
+def _export_pair_model(settings: Settings, scratch: Path) -> None:
+    from rag.learn.pair_model import load_pair_model
+    from rag.onnx_export import export_pair_onnx
+
+    model, tokenizer, max_length = load_pair_model(settings.embedder, settings.tuned_model_dir / PAIR_LORA)
+    export_pair_onnx(model, tokenizer, max_length, scratch, name=f"{settings.embedder}+pair")
 
 
 def _link_or_copy(source: str, target: str) -> None:
@@ -504,7 +526,7 @@ def _data_files(folder: Path) -> list[str]:
 def _write_build(index_dir: Path, identity: dict, chunks: list[Chunk], vectors: np.ndarray,
                  spans: np.ndarray, sentence_vectors: np.ndarray, faiss_index: faiss.Index,
                  lexical: LexicalIndex, onnx_dir: Path | None = None,
-                 query_onnx_dir: Path | None = None) -> str:
+                 tuned_exports: dict[str, Path] | None = None) -> str:
     fp = fingerprint(identity)
     builds = index_dir / "builds"
     if builds.is_symlink():
@@ -516,7 +538,7 @@ def _write_build(index_dir: Path, identity: dict, chunks: list[Chunk], vectors: 
     try:
         (tmp / BUILD_MARKER).write_text("written by space-security-rag\n", encoding="utf-8")
         _write_files(tmp, identity, fp, chunks, vectors, spans, sentence_vectors, faiss_index, lexical,
-                     onnx_dir, query_onnx_dir)
+                     onnx_dir, tuned_exports or {})
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, OSError):
@@ -529,7 +551,7 @@ def _write_build(index_dir: Path, identity: dict, chunks: list[Chunk], vectors: 
 
 def _write_files(tmp: Path, identity: dict, fp: str, chunks: list[Chunk], vectors: np.ndarray,
                  spans: np.ndarray, sentence_vectors: np.ndarray, faiss_index: faiss.Index,
-                 lexical: LexicalIndex, onnx_dir: Path | None, query_onnx_dir: Path | None) -> None:
+                 lexical: LexicalIndex, onnx_dir: Path | None, tuned_exports: dict[str, Path]) -> None:
     with (tmp / CHUNKS_FILE).open("w", encoding="utf-8") as handle:
         for chunk in chunks:
             handle.write(json.dumps(chunk.to_dict(), ensure_ascii=False) + "\n")
@@ -543,8 +565,8 @@ def _write_files(tmp: Path, identity: dict, fp: str, chunks: list[Chunk], vector
     Vocabulary([c.text for c in chunks]).save(tmp / VOCABULARY_TEXT, tmp / VOCABULARY_TOKENS)
     if onnx_dir is not None:
         onnx_dir.rename(tmp / ONNX_DIR)
-    if query_onnx_dir is not None:
-        query_onnx_dir.rename(tmp / QUERY_ONNX_DIR)
+    for name, export in tuned_exports.items():
+        export.rename(tmp / name)
     files = hash_files(tmp, _data_files(tmp))
     manifest = identity | {
         "fingerprint": fp, "files": files, "chunk_count": len(chunks),

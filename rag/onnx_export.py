@@ -59,31 +59,58 @@ def export_onnx(model, out_dir: str | Path, quantize: bool = False, name: str | 
     so a reader never sees half an export.
     """
     st = _load_model(model)
+    st.eval()
+    tokenizer = st.tokenizer
+    sample = tokenizer(["an example sentence", "a second, longer example sentence"], padding=True,
+                       return_tensors="pt")
+    inputs = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
+    dimension = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
+    config = {"format": EXPORT_FORMAT, "name": name or (str(model) if isinstance(model, str | Path) else "sentence-transformers model"), "inputs": inputs,
+              "max_length": int(st.get_max_seq_length() or tokenizer.model_max_length),
+              "dimension": int(dimension()), "weights": "int8" if quantize else "fp32"}
+    return _export(_pipeline(st, inputs), tokenizer, sample, "sentence_embedding", config, Path(out_dir), quantize)
+
+
+def export_pair_onnx(model, tokenizer, max_length: int, out_dir: str | Path, name: str) -> Path:
+    """Write a one-output sequence classifier over (question, sentence) pairs (``rag.learn.pair_model``)
+    to ``out_dir`` as an ONNX folder that ``rag.embedding.OnnxPairScorer`` loads; returns it."""
     import torch
 
-    st.eval()
-    out = Path(out_dir)
+    class Logit(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *tensors):
+            return self.model(**dict(zip(inputs, tensors, strict=True))).logits[:, 0]
+
+    sample = tokenizer(["a question?", "a second, longer question?"], ["an example sentence", "another one"],
+                       padding=True, return_tensors="pt")
+    inputs = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
+    config = {"format": EXPORT_FORMAT, "name": name, "inputs": inputs, "max_length": int(max_length),
+              "dimension": 1, "weights": "fp32"}
+    return _export(Logit().eval(), tokenizer, sample, "logit", config, Path(out_dir), quantize=False)
+
+
+def _export(module, tokenizer, sample, output: str, config: dict, out: Path, quantize: bool) -> Path:
+    """Trace ``module`` on ``sample`` into ``out`` with the tokenizer and ``config``; ``out`` is
+    replaced as a whole, through a temporary sibling folder."""
+    import torch
+
+    inputs = config["inputs"]
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        tokenizer = st.tokenizer
-        sample = tokenizer(["an example sentence", "a second, longer example sentence"], padding=True,
-                           return_tensors="pt")
-        inputs = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
-        axes = {n: {0: "batch", 1: "tokens"} for n in inputs} | {"sentence_embedding": {0: "batch"}}
+        axes = {n: {0: "batch", 1: "tokens"} for n in inputs} | {output: {0: "batch"}}
         with torch.inference_mode(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the tracer's notes on shapes and indexing; parity is tested
-            torch.onnx.export(_pipeline(st, inputs), tuple(sample[n] for n in inputs), str(tmp / MODEL_FILE),
-                              input_names=inputs, output_names=["sentence_embedding"], dynamic_axes=axes,
+            torch.onnx.export(module, tuple(sample[n] for n in inputs), str(tmp / MODEL_FILE),
+                              input_names=inputs, output_names=[output], dynamic_axes=axes,
                               opset_version=OPSET, dynamo=False, do_constant_folding=True)
         if quantize:
             _quantize(tmp / MODEL_FILE)
         tokenizer.backend_tokenizer.save(str(tmp / TOKENIZER_FILE))
-        dimension = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
-        config = {"format": EXPORT_FORMAT, "name": name or (str(model) if isinstance(model, str | Path) else "sentence-transformers model"), "inputs": inputs,
-                  "max_length": int(st.get_max_seq_length() or tokenizer.model_max_length),
-                  "dimension": int(dimension()), "weights": "int8" if quantize else "fp32"}
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
@@ -119,4 +146,4 @@ def _pipeline(st, inputs: list[str]):
             vector = self.st(dict(zip(inputs, tensors, strict=True)))["sentence_embedding"]
             return torch.nn.functional.normalize(vector, p=2, dim=1)
 
-    return Pipeline()
+    return Pipeline().eval()  # the exporter restores the wrapper's mode, and with it the model's

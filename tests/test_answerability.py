@@ -102,6 +102,17 @@ def test_a_figure_question_is_never_held_to_a_higher_not_found_level_than_others
     assert np.sum(confidence[100:300] < thresholds["partial"]) <= 4
 
 
+def test_the_figure_level_refuses_next_to_no_answerable_figure_question():
+    """Chosen on few questions, a level that refused 2% of them in sample refused 5% of new ones:
+    it may refuse at most 0.5% (none of 100), even where refusing two would catch more misses."""
+    questions = _figures_others_and_misses("How many days after the launch?", "figure-not-given")
+    confidence = np.concatenate([np.linspace(0.02, 1.0, 100), np.linspace(0.4, 1.0, 200),
+                                 np.linspace(0.0, 0.45, 50)])
+    thresholds = choose_thresholds(questions, confidence, [])
+    assert np.sum(confidence[:100] < thresholds["partial_quantity"]) == 0
+    assert thresholds["partial_quantity"] == pytest.approx(0.02)  # as high as that allows
+
+
 def test_outcomes_under_thresholds_chosen_on_the_other_folds():
     questions = [Question(f"a{i}", "plain", "Who registers a satellite?", True, "d", f"quote {i}") for i in range(300)]
     questions += [Question(f"u{i}", "unanswerable", f"Who chairs meeting {i}?", False, kind="near-miss")

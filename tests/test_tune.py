@@ -11,20 +11,25 @@ import pytest
 from conftest import ROOT, copy_index, make_settings
 
 from rag.cli import answerability_summary
+from rag.embedding import OnnxPairScorer
 from rag.engine import Engine
+from rag.learn.answerability import PAIR_FEATURE
 from rag.learn.model_store import (
     ANSWERABILITY,
     MANIFEST_FILE,
+    PAIR_LORA,
     QUERY_LORA,
     TunedModelError,
     read_tuned_model,
 )
+from rag.learn.pair_model import PairTraining
 from rag.learn.query_model import QueryTraining, TunedQueryEmbedder
 from rag.learn.questions import QuestionFileError, load_questions
 from rag.learn.term_links import TERM_LINKS_FILE
 from rag.learn.tune import _staging_folder, question_files, questions_digest, tune
 
 SMOKE = QueryTraining(epochs=1, batch_size=4, lora_rank=2)
+PAIR_SMOKE = PairTraining(epochs=1, batch_size=8, lora_rank=2, max_length=64)
 QUESTIONS = [
     ("t1", "Can a country own the Moon?", "outer-space-treaty-1967",
      "Outer space, including the moon and other celestial bodies, is not subject to national appropriation"),
@@ -202,12 +207,13 @@ def test_tune_trains_the_answerability_model_on_out_of_fold_drafts(workspace, tm
                          encoding="utf-8")
     full = settings.model_copy(update={"questions_path": questions, "off_topic_questions_path": off_topic,
                                        "tuned_model_dir": tmp_path / "model"})
-    report = tune(full, config=SMOKE)
+    report = tune(full, config=SMOKE, pair=PAIR_SMOKE)
     manifest = report.model.manifest
     assert report.answerability["thresholds"] == manifest["answerability"]
     summary = answerability_summary(report.answerability)  # what `spacesec tune` prints
     assert re.search(r"AUROC 0\.\d{3}", summary) and "near misses: not found 0." in summary
     assert "off-topic questions refused: " in summary
+    assert re.search(r"pair model alone \(out of fold\): AUROC [01]\.\d{3}", summary)
     assert re.search(r"thresholds chosen on the other folds: answerable not found 0\.\d{3} \(most: \w+", summary)
     assert 0.0 < manifest["off_topic_similarity"] < 0.6
     assert set(manifest["answerability"]) == {"partial", "partial_quantity", "answer", "off_topic"}
@@ -216,5 +222,11 @@ def test_tune_trains_the_answerability_model_on_out_of_fold_drafts(workspace, tm
     assert engine.answerability is not None  # tied to this encoder by its weights' digest
     assert engine.answerability.meta["embedder"] == engine.retriever.query_embedder.name
     assert engine.off_topic_similarity == manifest["off_topic_similarity"]
+    # The pair model: trained with it, exported with the index, read by the answer model.
+    assert manifest["pair_training"]["max_length"] == 64
+    assert (full.tuned_model_dir / PAIR_LORA / "adapter_model.safetensors").is_file()
+    assert PAIR_FEATURE in engine.answerability.answer_features
+    assert isinstance(engine.answerability.pair, OnnxPairScorer)
+    assert engine.answerability.pair.path == engine.index.pair_onnx_dir
     answer = engine.ask("Can a country claim the Moon?")
     assert 0.0 <= answer.confidence <= 1.0

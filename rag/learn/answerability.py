@@ -7,8 +7,10 @@ Three parts, trained by ``rag.learn.train_answerability`` on the question set:
 2. a question model (logistic regression over the question's embedding): how much the
    question sounds like one the corpus cannot answer (asks for a forecast, today's facts...);
 3. the answer model (gradient-boosted trees over ``FeatureReader.answer_row`` of the quotes
-   in that order, plus the two scores above), calibrated by Platt scaling on held-out
-   folds: ``confidence`` is the probability that the quotes answer the question.
+   in that order, plus the two scores above and, in a tuned model, the pair model's best
+   log-odds over the first ``PAIR_CANDIDATES`` candidates: ``rag.learn.pair_model``), calibrated
+   by Platt scaling on held-out folds: ``confidence`` is the probability that the quotes answer
+   the question.
 
 Thresholds on the confidence, chosen on held-out folds, give the three outcomes: answered,
 partial (quotes shown, with what the corpus does not state) and not found. A question that asks
@@ -41,6 +43,10 @@ META_FILE = "answerability.json"
 REPORT_FILE = "answerability-report.json"
 #: Candidates the sentence model reads (the composer's best by its own score).
 SENTENCE_CANDIDATES = 12
+
+#: Candidates the pair model reads (the composer's order), and the answer feature it gives.
+PAIR_CANDIDATES = 3
+PAIR_FEATURE = "pair_best"
 
 #: How much more likely to answer another sentence must be for it to lead instead of the composer's best.
 LEAD_MARGIN = 0.1
@@ -110,9 +116,12 @@ def sigmoid(z: np.ndarray | float) -> np.ndarray:
 class AnswerabilityModel:
     """Judges drafts; loaded once with the engine (``load_answerability``)."""
 
-    def __init__(self, meta: dict, weights: dict[str, np.ndarray], reader: FeatureReader) -> None:
+    def __init__(self, meta: dict, weights: dict[str, np.ndarray], reader: FeatureReader, pair=None) -> None:
+        """``pair``: the pair model's scorer (``score(question, sentences)`` -> log-odds), when
+        the answer model reads it."""
         self.meta = meta
         self.reader = reader
+        self.pair = pair
         self.answer_features: list[str] = meta["answer_features"]
         self.sentence_features: list[str] = meta["sentence_features"]
         self.sentence = _linear(weights, "sentence")
@@ -159,6 +168,8 @@ class AnswerabilityModel:
         row = self.reader.answer_row(ordered)
         row["sentence_best"] = float(scores.max()) if scores.size else 0.0
         row["question_logit"] = float(self.question.logit(draft.vector[None, :].astype(np.float64))[0])
+        if self.pair is not None:
+            row[PAIR_FEATURE] = best_pair_score(self.pair.score(draft.question, candidate_texts(draft)))
         x = np.array([[row[name] for name in self.answer_features]])
         return float(self.forest.logit(x)[0])
 
@@ -176,6 +187,16 @@ class AnswerabilityModel:
         confidence = self.calibrate(self.raw(draft))
         asked = asked_for(draft.question)
         return Judgement(round(confidence, 4), outcome(confidence, asked.quantity, self.thresholds), asked.wanted())
+
+
+def candidate_texts(draft: Draft, limit: int = PAIR_CANDIDATES) -> list[str]:
+    """The sentences of the first ``limit`` candidates of ``draft``."""
+    return [pick.hit.chunk.text[pick.start:pick.end] for pick in draft.candidates[:limit]]
+
+
+def best_pair_score(scores: np.ndarray) -> float:
+    """The answer feature from the pair model's log-odds of a draft's candidates."""
+    return float(np.max(scores)) if len(scores) else -10.0
 
 
 def not_found_below(thresholds: dict[str, float], quantity: bool) -> float:
@@ -196,9 +217,11 @@ def _linear(weights: dict[str, np.ndarray], name: str) -> Linear:
                   float(np.ravel(weights[f"{name}_intercept"])[0]))
 
 
-def load_answerability(folder: Path | None, embedder_name: str, reader: FeatureReader) -> AnswerabilityModel | None:
+def load_answerability(folder: Path | None, embedder_name: str, reader: FeatureReader,
+                       pair=None) -> AnswerabilityModel | None:
     """The model stored in ``folder``, or None (the rule-based checks then decide alone) when
-    there is none or it was trained for another embedder, whose similarities it cannot read."""
+    there is none, it was trained for another embedder, whose similarities it cannot read, or it
+    reads the pair model and ``pair`` (its scorer) is None."""
     if folder is None:
         return None
     meta_path, weights_path = Path(folder) / META_FILE, Path(folder) / WEIGHTS_FILE
@@ -216,4 +239,8 @@ def load_answerability(folder: Path | None, embedder_name: str, reader: FeatureR
         log.warning("answerability model in %s was trained for %s (version %s); rule-based abstention only",
                     folder, meta.get("embedder"), meta.get("version"))
         return None
-    return AnswerabilityModel(meta, weights, reader)
+    if PAIR_FEATURE in meta["answer_features"] and pair is None:
+        log.warning("the answerability model in %s reads the pair model, which the index does not hold "
+                    "(run 'spacesec build'); rule-based abstention only", folder)
+        return None
+    return AnswerabilityModel(meta, weights, reader, pair if PAIR_FEATURE in meta["answer_features"] else None)

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 QUERY_LORA = "query-lora"
+PAIR_LORA = "pair-lora"
 RANKER_FILE = "ranker.json"
 ANSWERABILITY = "answerability"
 

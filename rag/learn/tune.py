@@ -25,6 +25,7 @@ from rag.engine import Engine
 from rag.learn.features import Draft
 from rag.learn.model_store import (
     ANSWERABILITY,
+    PAIR_LORA,
     QUERY_LORA,
     TunedModel,
     base_model_digest,
@@ -32,6 +33,7 @@ from rag.learn.model_store import (
     query_encoder_name,
     write_tuned_model,
 )
+from rag.learn.pair_model import PairTraining
 from rag.learn.query_model import QueryTraining, save_lora, train_query_model, training_examples
 from rag.learn.questions import Question, QuestionFileError, load_questions
 from rag.learn.term_links import TERM_LINKS_FILE, learn_term_links, write_term_links
@@ -182,12 +184,13 @@ def off_topic_threshold(engine: Engine, questions: list[Question], drafts: list[
 
 
 def tune(settings: Settings, extra: list[Path] | None = None, config: QueryTraining | None = None,
-         progress: bool = False, answerability: bool = True) -> TuneReport:
+         progress: bool = False, answerability: bool = True, pair: PairTraining | None = None) -> TuneReport:
     """Train on the question set (and ``extra`` question files) and install the result in
     ``settings.tuned_model_dir``: the query encoder, then (unless ``answerability`` is off) the
-    answerability model, trained on out-of-fold drafts."""
+    pair model (trained as ``pair`` says) and the answerability model, on out-of-fold drafts."""
     started = time.perf_counter()
     config = config or QueryTraining()
+    pair = pair or PairTraining(seed=config.seed)
     extra = list(extra or [])
     engine = Engine.load(settings)
     corpus_docs = {d.doc_id for d in engine.corpus.documents}
@@ -216,8 +219,10 @@ def tune(settings: Settings, extra: list[Path] | None = None, config: QueryTrain
                     engine, questions, drafts)
                 engine.answerability = None
                 answerability_report = train_answerability(engine, questions, staged / ANSWERABILITY,
-                                                           config.seed, drafts=drafts)
+                                                           config.seed, drafts=drafts, pair_dir=staged / PAIR_LORA,
+                                                           pair_training=pair, progress=progress)
                 manifest["answerability"] = answerability_report["thresholds"]
+                manifest["pair_training"] = asdict(pair)
             installed = write_tuned_model(staged, target, manifest)
         finally:
             shutil.rmtree(staged, ignore_errors=True)
