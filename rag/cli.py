@@ -241,13 +241,15 @@ def _validate(args: argparse.Namespace) -> int:
 def cmd_tune(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from rag.learn.pair_model import PairTraining
     from rag.learn.query_model import QueryTraining
     from rag.learn.tune import tune
 
     settings = settings_from(args)
     config = QueryTraining()
     config = replace(config, epochs=args.epochs or config.epochs, seed=args.seed)
-    report = tune(settings, [Path(p) for p in args.qa or []], config, progress=not args.quiet)
+    pair = PairTraining(seed=args.seed) if args.pair_model else None
+    report = tune(settings, [Path(p) for p in args.qa or []], config, progress=not args.quiet, pair=pair)
     print(f"Tuned on {report.questions} questions ({report.examples} training examples, "
           f"{report.documents} documents) in {report.seconds:.0f} s; installed in {report.model.folder}. "
           "Run 'spacesec build' (or any command) to use it.")
@@ -378,6 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "(JSONL, the format of training/questions.jsonl; repeatable)")
     tune.add_argument("--epochs", type=int, help="passes over the questions (default 3)")
     tune.add_argument("--seed", type=int, default=0)
+    tune.add_argument("--pair-model", action="store_true",
+                      help="also train the pair model the answerability model reads (about 25 minutes more; "
+                           "experimental: see docs/ANSWERS.md)")
     tune.add_argument("--quiet", action="store_true")
     tune.set_defaults(func=cmd_tune)
     _register_plugins(sub)

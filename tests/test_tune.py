@@ -230,3 +230,21 @@ def test_tune_trains_the_answerability_model_on_out_of_fold_drafts(workspace, tm
     assert engine.answerability.pair.path == engine.index.pair_onnx_dir
     answer = engine.ask("Can a country claim the Moon?")
     assert 0.0 <= answer.confidence <= 1.0
+
+
+@pytest.mark.parametrize("flags,trains_pair", [([], False), (["--pair-model"], True)])
+def test_the_pair_model_is_trained_only_when_asked(monkeypatch, flags, trains_pair):
+    import rag.learn.tune as tuning
+    from rag.cli import build_parser
+
+    asked = []
+
+    def stop_before_training(*args, **kwargs):
+        asked.append(kwargs["pair"])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tuning, "tune", stop_before_training)
+    args = build_parser().parse_args(["tune", "--seed", "3", *flags])
+    with pytest.raises(KeyboardInterrupt):
+        args.func(args)
+    assert asked == [PairTraining(seed=3) if trains_pair else None]

@@ -187,10 +187,10 @@ def tune(settings: Settings, extra: list[Path] | None = None, config: QueryTrain
          progress: bool = False, answerability: bool = True, pair: PairTraining | None = None) -> TuneReport:
     """Train on the question set (and ``extra`` question files) and install the result in
     ``settings.tuned_model_dir``: the query encoder, then (unless ``answerability`` is off) the
-    pair model (trained as ``pair`` says) and the answerability model, on out-of-fold drafts."""
+    answerability model, on out-of-fold drafts, with a pair model trained as ``pair`` says when
+    it is given (not by default: see docs/ANSWERS.md, "The pair model")."""
     started = time.perf_counter()
     config = config or QueryTraining()
-    pair = pair or PairTraining(seed=config.seed)
     extra = list(extra or [])
     engine = Engine.load(settings)
     corpus_docs = {d.doc_id for d in engine.corpus.documents}
@@ -218,11 +218,12 @@ def tune(settings: Settings, extra: list[Path] | None = None, config: QueryTrain
                 engine.off_topic_similarity = manifest["off_topic_similarity"] = off_topic_threshold(
                     engine, questions, drafts)
                 engine.answerability = None
-                answerability_report = train_answerability(engine, questions, staged / ANSWERABILITY,
-                                                           config.seed, drafts=drafts, pair_dir=staged / PAIR_LORA,
-                                                           pair_training=pair, progress=progress)
+                answerability_report = train_answerability(
+                    engine, questions, staged / ANSWERABILITY, config.seed, drafts=drafts,
+                    pair_dir=staged / PAIR_LORA if pair else None, pair_training=pair, progress=progress)
                 manifest["answerability"] = answerability_report["thresholds"]
-                manifest["pair_training"] = asdict(pair)
+                if pair:
+                    manifest["pair_training"] = asdict(pair)
             installed = write_tuned_model(staged, target, manifest)
         finally:
             shutil.rmtree(staged, ignore_errors=True)
