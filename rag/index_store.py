@@ -472,7 +472,7 @@ def _onnx_export(index_dir: Path, embedder: Embedder, settings: Settings) -> Pat
 def _tuned_exports(index_dir: Path, identity: dict, settings: Settings) -> dict[str, Path]:
     """Scratch folders with the ONNX exports of the tuned model's parts (LoRA weights merged into
     the installed model), by the name they take in a build: the query encoder and, when the
-    model has one, the pair model. None without a tuned model or on the torch runtime. The
+    model has one, the pair model. Nothing without a tuned model or on the torch runtime. The
     current build's exports are reused when they came from the same tuned model."""
     if settings.embedder_runtime != "onnx" or identity.get("query_model") is None:
         return {}

@@ -7,8 +7,8 @@ Three parts, trained by ``rag.learn.train_answerability`` on the question set:
 2. a question model (logistic regression over the question's embedding): how much the
    question sounds like one the corpus cannot answer (asks for a forecast, today's facts...);
 3. the answer model (gradient-boosted trees over ``FeatureReader.answer_row`` of the quotes
-   in that order, plus the two scores above and, in a tuned model, the pair model's best
-   log-odds over the first ``PAIR_CANDIDATES`` candidates: ``rag.learn.pair_model``), calibrated
+   in that order, plus the two scores above and, when it was trained with one, the pair model's
+   best log-odds over the first ``PAIR_CANDIDATES`` candidates: ``rag.learn.pair_model``), calibrated
    by Platt scaling on held-out folds: ``confidence`` is the probability that the quotes answer
    the question.
 

@@ -3,8 +3,9 @@ question and a candidate sentence together (a cross-encoder) and gives one log-o
 
 The answer model's features read the question's wording and what the quotes contain, each on
 its own; a near miss ("What fine does a State pay for...") and an answerable question look
-alike to them. Reading both at once separates them (docs/ANSWERS.md, "A cross-encoder reads what
-the features miss"). Only LoRA weights and the one-output head are trained and stored (~2 MB).
+alike to them. Reading both at once is meant to separate them; trained on the question set it
+also learns its wording habits, so ``spacesec tune`` trains it only when asked (docs/ANSWERS.md,
+"The pair model"). Only LoRA weights and the one-output head are trained and stored (1.3 MB).
 
 Training pairs come from the question set and the drafts the engine makes for its questions:
 an answerable question with the candidate that holds its quote (1) and with the best candidate
@@ -27,11 +28,10 @@ import numpy as np
 from rag.embedding import resolve_model_path
 from rag.learn.answerability import PAIR_CANDIDATES, best_pair_score, candidate_texts
 from rag.learn.features import Draft
+from rag.learn.query_model import LORA_TARGETS, warmup_then_decay
 from rag.learn.questions import Question
 
 log = logging.getLogger(__name__)
-
-LORA_TARGETS = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]
 
 
 @dataclass(frozen=True)
@@ -104,9 +104,7 @@ def train_pair_model(embedder: str, pairs: list[tuple[str, str, float]], config:
         order = list(pairs)
         rng.shuffle(order)
         plan += [order[i:i + config.batch_size] for i in range(0, len(order), config.batch_size)]
-    warmup = max(1, len(plan) // 10)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (len(plan) - s) / len(plan)))
+    schedule = warmup_then_decay(optimizer, len(plan))
     loss_fn = torch.nn.BCEWithLogitsLoss()
     model.train()
     for batch in tqdm(plan, desc="tuning the pair model", unit="step", disable=not progress):

@@ -140,9 +140,7 @@ def train_query_model(embedder: str, examples: list[Example], chunk_vectors: np.
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.01)
     plan = [batch for _ in range(config.epochs) for batch in _batches(examples, config.batch_size, rng)]
-    warmup = max(1, len(plan) // 10)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (len(plan) - s) / len(plan)))
+    schedule = warmup_then_decay(optimizer, len(plan))
     model.train()
     for batch in tqdm(plan, desc="tuning the query model", unit="step", disable=not progress):
         queries = _encode(model, [e.text for e in batch])
@@ -156,6 +154,15 @@ def train_query_model(embedder: str, examples: list[Example], chunk_vectors: np.
         schedule.step()
     model.eval()
     return model
+
+
+def warmup_then_decay(optimizer, steps: int):
+    """Learning rate rising over the first tenth of ``steps``, then falling linearly to zero."""
+    import torch
+
+    warmup = max(1, steps // 10)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (steps - s) / steps))
 
 
 def save_lora(model, folder: Path) -> None:
