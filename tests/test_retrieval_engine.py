@@ -43,6 +43,15 @@ def test_named_parts_and_topics_rank_first(real_engine, question, doc_id, sectio
 
 
 @pytest.mark.parametrize("question", [
+    "Which countries signed the Florence joint statement?",
+    "which states are in the CSpO",
+])
+def test_named_document_leads_when_the_rest_of_the_question_is_generic(real_engine, question):
+    # Without the name, "which countries signed" matches every treaty's signature clauses.
+    assert real_engine.retrieve(question, k=3)[0].metadata["doc_id"] == "cspo-2024-florence-joint-statement"
+
+
+@pytest.mark.parametrize("question", [
     NUCLEAR,
     "liability for damage caused by space objects",
     "registration of objects launched into outer space",
