@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     #: Questions outside the corpus's subject (astronomy, other law, chit-chat): they train the
     #: answerability model's topic part only (the question set holds on-topic questions alone).
     off_topic_questions_path: Path | None = ROOT / "training" / "off_topic.jsonl"
+    #: Questions by other writers than the question set's, in its format: they train everything
+    #: the question set trains, so the model learns what answers a question, not one writer's wording.
+    other_writers_questions_path: Path | None = ROOT / "training" / "other_writers.jsonl"
     #: Passages of documents the tuned model was not trained on (added or changed since) are
     #: scored with this share of the tuned question vector, the rest the installed model's.
     tuned_weight_on_untrained: float = Field(default=0.5, ge=0.0, le=1.0)

@@ -77,3 +77,13 @@ def test_bad_lines_are_named(tmp_path, bad, message):
 def test_an_empty_file_is_refused(tmp_path):
     with pytest.raises(QuestionFileError, match="holds no questions"):
         load_questions(_write(tmp_path, [""]))
+
+
+def test_other_writers_quotes_are_verbatim_in_their_documents():
+    # Quotes train answer selection: one that the document does not hold teaches nothing.
+    texts = {p.stem: " ".join(p.read_text(encoding="utf-8").split()) for p in (ROOT / "corpus").iterdir()
+             if p.suffix in (".md", ".txt")}
+    questions = load_questions(ROOT / "training" / "other_writers.jsonl")
+    missing = [q.id for q in questions if q.answerable and " ".join(q.quote.split()) not in texts[q.doc]]
+    assert not missing
+    assert all(q.near in texts for q in questions if not q.answerable)

@@ -56,7 +56,7 @@ def workspace(real_engine, tmp_path_factory):
     base = tmp_path_factory.mktemp("tune")
     settings = make_settings(real_engine.settings.corpus_dir, copy_index(real_engine.settings.index_dir, base / "index"),
                              questions_path=_question_file(base / "questions.jsonl"),
-                             tuned_model_dir=base / "model")
+                             other_writers_questions_path=None, tuned_model_dir=base / "model")
     report = tune(settings, config=SMOKE, answerability=False)
     return settings, report
 
@@ -156,17 +156,32 @@ def test_a_changed_corpus_makes_the_model_stale_but_usable(workspace):
     assert any("no training questions cover" in n and "moon-agreement-1979" in n for n in notes)
 
 
-def test_the_off_topic_questions_are_part_of_the_question_set_and_its_digest(workspace, tmp_path):
+@pytest.mark.parametrize("field", ["off_topic_questions_path", "other_writers_questions_path"])
+def test_the_configured_question_files_are_part_of_the_question_set_and_its_digest(workspace, tmp_path, field):
     settings, report = workspace
-    assert settings.off_topic_questions_path in question_files(settings, [])
     manifest = report.model.manifest
     assert manifest["questions_sha256"] == questions_digest(question_files(settings, []))
-    changed = tmp_path / "off_topic.jsonl"
+    changed = tmp_path / "more.jsonl"
     changed.write_text('{"id": "o1", "question": "How do I bake bread?", "answerable": false, "kind": "off-topic"}\n',
                        encoding="utf-8")
-    other = settings.model_copy(update={"off_topic_questions_path": changed})
+    other = settings.model_copy(update={field: changed})
+    assert changed in question_files(other, [])
     assert questions_digest(question_files(other, [])) != manifest["questions_sha256"]
-    assert question_files(settings.model_copy(update={"off_topic_questions_path": None}), []) == [settings.questions_path]
+    without = settings.model_copy(update={"off_topic_questions_path": None, "other_writers_questions_path": None})
+    assert question_files(without, []) == [settings.questions_path]
+
+
+def test_the_project_ships_other_writers_questions_in_the_question_set_format():
+    from rag.settings import Settings
+
+    path = Settings().other_writers_questions_path
+    questions = load_questions(path)
+    answerable = [q for q in questions if q.answerable]
+    # Both halves, every near-miss kind: wording alone must not tell them apart.
+    assert len(answerable) >= 300 and len(questions) - len(answerable) >= 200
+    assert {q.kind for q in questions if not q.answerable} >= {
+        "figure-not-given", "current-state", "not-regulated", "opinion-or-prediction", "near-miss", "other-instrument"}
+    assert path in question_files(Settings(), [])
 
 
 def test_questions_about_documents_not_in_the_corpus_are_refused(workspace, tmp_path):

@@ -67,9 +67,9 @@ def questions_digest(paths: list[Path]) -> str:
 
 
 def question_files(settings: Settings, extra: list[Path]) -> list[Path]:
-    """The project's question files (the off-topic set when configured) and a user's."""
-    off_topic = [settings.off_topic_questions_path] if settings.off_topic_questions_path else []
-    return [settings.questions_path, *off_topic, *extra]
+    """The project's question files (the off-topic and other writers' sets when configured) and a user's."""
+    configured = (settings.off_topic_questions_path, settings.other_writers_questions_path)
+    return [settings.questions_path, *(p for p in configured if p), *extra]
 
 
 def gather_questions(settings: Settings, extra: list[Path], known_docs: set[str]) -> list[Question]:

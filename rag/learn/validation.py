@@ -58,9 +58,10 @@ def compare(settings: Settings, train: list[Question], held_out: list[Question],
     items = as_items(held_out)
     with tempfile.TemporaryDirectory(prefix="spacesec-validate-") as tmp:
         scratch = Path(tmp)
+        # Other writers' questions may ask about a held-out provision in other words: left out.
         tuned_settings = _scratch_settings(
             settings, scratch, questions_path=_write_questions(train, scratch / "train.jsonl"),
-            tuned_model_dir=scratch / "model", use_tuned_model=True)
+            other_writers_questions_path=None, tuned_model_dir=scratch / "model", use_tuned_model=True)
         tune(tuned_settings, config=config, progress=progress)
         runs = [("untuned", tuned_settings.model_copy(update={"use_tuned_model": False})),
                 ("tuned", tuned_settings)]
