@@ -171,17 +171,10 @@ def test_the_configured_question_files_are_part_of_the_question_set_and_its_dige
     assert question_files(without, []) == [settings.questions_path]
 
 
-def test_the_project_ships_other_writers_questions_in_the_question_set_format():
+def test_the_project_ships_other_writers_questions_in_its_question_files():
     from rag.settings import Settings
 
-    path = Settings().other_writers_questions_path
-    questions = load_questions(path)
-    answerable = [q for q in questions if q.answerable]
-    # Both halves, every near-miss kind: wording alone must not tell them apart.
-    assert len(answerable) >= 300 and len(questions) - len(answerable) >= 200
-    assert {q.kind for q in questions if not q.answerable} >= {
-        "figure-not-given", "current-state", "not-regulated", "opinion-or-prediction", "near-miss", "other-instrument"}
-    assert path in question_files(Settings(), [])
+    assert Settings().other_writers_questions_path in question_files(Settings(), [])
 
 
 def test_questions_about_documents_not_in_the_corpus_are_refused(workspace, tmp_path):
