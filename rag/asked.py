@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 from rag.lexical import tokenize
+from rag.states import STATE_WORD
 
 _COUNT_WORD = (r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|"
                r"fifty|sixty|hundred|thousand|million|first|second|third|fourth|fifth|sixth|seventh|eighth|"
@@ -106,10 +107,7 @@ _HAS_PENALTY = re.compile(r"\b(?:penalt\w*|sanction\w*|fines?|punish\w*|enforc\w
 _HAS_CONDITION = re.compile(r"\b(?:if|in the event|where|failing|unless|should \w+ fail|in case)\b", re.IGNORECASE)
 _HAS_COURT = re.compile(r"\b(?:courts?|tribunals?|arbitra\w*|commission|settle\w*|disputes?|judicial|"
                         r"negotiat\w*|claims?)\b", re.IGNORECASE)
-_HAS_STATES = re.compile(r"\b(?:australia|canada|china|france|germany|india|italy|japan|new zealand|norway|"
-                         r"russia\w*|united kingdom|united states|soviet|ukraine|korea|brazil|israel|iran|"
-                         r"spain|netherlands|sweden|belgium|mexico|argentina|chile|egypt|nigeria|"
-                         r"south africa|states parties|signatory|depositary)\b", re.IGNORECASE)
+_HAS_STATES = re.compile(rf"\b(?:{STATE_WORD}|states parties|signatory|depositary)\b", re.IGNORECASE)
 _HAS_ACTOR = re.compile(r"\b(?:state|states|secretary-general|commission|government|governments|"
                         r"authority|organi[sz]ation|chairman|party|parties|operator|committee|council|"
                         r"agency|office|depositar\w*|assembly)\b|[a-z] [A-Z][a-z]+", re.IGNORECASE)

@@ -42,6 +42,7 @@ from rag.llm_budget import Deadline, ModelSlots
 from rag.retrieval import Filters, Hit, HybridRetriever
 from rag.sentences import answer_units
 from rag.settings import Settings
+from rag.states import without_state_names
 from rag.validation import (
     InvalidQuestion,
     clean_filters,
@@ -221,8 +222,11 @@ class Engine:
         chosen from (and what the answerability model reads)."""
         content = self.catalogue.without_names(question)
         vector = self.retriever.embed_query(question)
+        unnamed = without_state_names(question)
+        unnamed_vector = vector if unnamed == question else self.retriever.embed_query(unnamed)
         cues = self.catalogue.cues(question)
-        return Draft(question, content, vector, hits, self.composer.candidates(vector, content, hits, cues), cues)
+        return Draft(question, content, vector, unnamed_vector, hits,
+                     self.composer.candidates(vector, content, hits, cues), cues)
 
     def refusal(self, draft: Draft) -> str | None:
         """Why the corpus cannot answer, before any sentence is judged: the rules that need no

@@ -167,7 +167,7 @@ class AnswerabilityModel:
         ordered = replace(draft, candidates=[draft.candidates[i] for i in order])
         row = self.reader.answer_row(ordered)
         row["sentence_best"] = float(scores.max()) if scores.size else 0.0
-        row["question_logit"] = float(self.question.logit(draft.vector[None, :].astype(np.float64))[0])
+        row["question_logit"] = float(self.question.logit(draft.unnamed_vector[None, :].astype(np.float64))[0])
         if self.pair is not None:
             row[PAIR_FEATURE] = best_pair_score(self.pair.score(draft.question, candidate_texts(draft)))
         x = np.array([[row[name] for name in self.answer_features]])

@@ -34,6 +34,8 @@ class Draft:
     question: str
     content: str  # the question without the names of documents
     vector: np.ndarray
+    # The question's vector with states' names replaced (``rag.states``): what the question model reads.
+    unnamed_vector: np.ndarray
     hits: list[Hit]
     candidates: list[Pick]  # every sentence of the top passages, best composer score first
     cues: QueryCues

@@ -76,8 +76,9 @@ MAX_OFF_TOPIC_ANSWERABLE = 0.005
 _NOT_RETRIEVAL = {"llm_api_key", "llm_provider", "llm_base_url", "llm_model", "llm_timeout_s", "answerability_dir",
                   "feedback_path", "host", "port"}
 #: Version of the pickled drafts: bumped when their classes change shape (passages became slotted
-#: dataclasses: drafts pickled before unpickle into passages whose fields read wrong).
-DRAFTS_FORMAT = 2
+#: dataclasses: drafts pickled before unpickle into passages whose fields read wrong; drafts
+#: gained the vector of the question without states' names).
+DRAFTS_FORMAT = 3
 _TREES = {"max_iter": 150, "learning_rate": 0.05, "max_leaf_nodes": 15, "min_samples_leaf": 20,
           "l2_regularization": 1.0}
 
@@ -188,7 +189,7 @@ class _Rows:
         self.drafts = drafts
         self.sentence_rows = [reader.sentence_rows(d, limit=SENTENCE_CANDIDATES) for d in drafts]
         self.sentence_names = list(self.sentence_rows[0][0]) if self.sentence_rows and self.sentence_rows[0] else []
-        self.vectors = np.array([d.vector for d in drafts], dtype=np.float64)
+        self.vectors = np.array([d.unnamed_vector for d in drafts], dtype=np.float64)  # the question model's input
 
     def sentence_matrix(self, which: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """(rows, owner draft of each row) of the candidates of drafts ``which``."""

@@ -1,0 +1,64 @@
+"""States' names in questions: read without them by the question model, so that which state a
+question names never decides whether it is answered."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rag.asked import asked_for, evidence
+from rag.states import without_state_names
+
+
+@pytest.mark.parametrize(("question", "expected"), [
+    ("Can China build a military base on the Moon?", "Can a State build a military base on the Moon?"),
+    ("If a Russian satellite breaks apart and damages a Japanese satellite, who has to pay?",
+     "If a foreign satellite breaks apart and damages a foreign satellite, who has to pay?"),
+    ("What did the United States of America commit to?", "What did a State commit to?"),
+    ("What did the US and the UK agree in Florence?", "What did a State and a State agree in Florence?"),
+    ("russia moon base treaty", "a State moon base treaty"),
+    ("Was the Soviet Union bound by the treaty?", "Was a State bound by the treaty?"),
+    ("Are China's satellites registered?", "Are a State's satellites registered?"),
+    ("Could North Korea or a South Korean firm launch one?", "Could a State or a foreign firm launch one?"),
+])
+def test_states_names_and_adjectives_are_replaced(question, expected):
+    assert without_state_names(question) == expected
+
+
+@pytest.mark.parametrize("question", [
+    "Who has to tell us when a satellite falls?",  # "us", the pronoun, is not the US
+    "What does the Outer Space Treaty say about nuclear weapons in orbit?",
+    "Which states met in Florence in 2024?",
+    "Must a launching State register the object with the United Nations?",
+])
+def test_questions_naming_no_state_are_unchanged(question):
+    assert without_state_names(question) == question
+
+
+def test_a_quote_listing_states_by_name_or_adjective_counts_as_naming_states():
+    asked = asked_for("Which countries signed the joint statement?")
+    assert asked.states
+    assert evidence(asked, "the Governments of Australia, Canada, France, Germany, Italy and Japan")["has_states"] == 1.0
+    assert evidence(asked, "a Norwegian delegation took part")["has_states"] == 1.0
+    assert evidence(asked, "Each party shall take appropriate measures.")["has_states"] == 0.0
+
+
+@pytest.mark.slow
+def test_the_question_model_reads_a_question_the_same_whichever_state_it_names(real_engine):
+    model = real_engine.answerability
+    template = "If a {} satellite breaks apart and damages a {} satellite, who has to pay?"
+    drafts = [real_engine.draft(template.format(a, b), []) for a, b in
+              [("Russian", "Japanese"), ("French", "German"), ("Chinese", "American")]]
+    logits = [float(model.question.logit(d.unnamed_vector[None, :].astype(np.float64))[0]) for d in drafts]
+    assert logits == pytest.approx([logits[0]] * 3, abs=1e-6)
+    assert not np.allclose(drafts[0].vector, drafts[1].vector)  # retrieval still reads the names
+
+
+@pytest.mark.slow
+def test_a_question_naming_no_state_is_embedded_once(real_engine, monkeypatch):
+    calls = []
+    embed = real_engine.retriever.embed_query
+    monkeypatch.setattr(real_engine.retriever, "embed_query", lambda text: calls.append(text) or embed(text))
+    draft = real_engine.draft("Who pays when a satellite falls on a house?", [])
+    assert calls == ["Who pays when a satellite falls on a house?"]
+    assert draft.unnamed_vector is draft.vector
