@@ -380,9 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "(JSONL, the format of training/questions.jsonl; repeatable)")
     tune.add_argument("--epochs", type=int, help="passes over the questions (default 3)")
     tune.add_argument("--seed", type=int, default=0)
-    tune.add_argument("--pair-model", action="store_true",
-                      help="also train the pair model the answerability model reads (about 25 minutes more; "
-                           "experimental: see docs/ANSWERS.md)")
+    tune.add_argument("--no-pair-model", dest="pair_model", action="store_false",
+                      help="leave out the pair model the answerability model reads (the committed model has "
+                           "one; it takes most of the hour tune runs: see docs/ANSWERS.md)")
     tune.add_argument("--quiet", action="store_true")
     tune.set_defaults(func=cmd_tune)
     _register_plugins(sub)

@@ -397,7 +397,7 @@ def _pair_scorer(settings: Settings, tuned: TunedModel | None, index: LoadedInde
     if tuned is None or not (tuned.folder / PAIR_LORA).is_dir():
         return None
     if settings.embedder_runtime == "onnx":
-        return OnnxPairScorer(index.pair_onnx_dir, settings.onnx_threads) if index.pair_onnx_dir else None
+        return OnnxPairScorer(index.pair_onnx_dir, settings.pair_onnx_threads) if index.pair_onnx_dir else None
     from rag.learn.pair_model import TorchPairScorer
 
     return TorchPairScorer(settings.embedder, tuned.folder / PAIR_LORA)

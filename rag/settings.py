@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     embedder_runtime: Literal["onnx", "torch"] = "onnx"
     #: onnxruntime threads for a question's embedding (1 keeps latency steady on a busy machine).
     onnx_threads: int = 1
+    #: onnxruntime threads for the pair model, which reads three (question, sentence) pairs a
+    #: question: one thread took 54 ms a question (p50), two 60% of that.
+    pair_onnx_threads: int = 2
 
     # Chunking: the embedder reads 256 word pieces; keep headroom for the prefix.
     chunk_max_tokens: int = 256

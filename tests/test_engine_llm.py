@@ -87,11 +87,11 @@ def test_condensing_failure_falls_back_to_the_rule_based_rewrite(llm_engine):
 
 def test_the_answerability_check_gates_the_models_answer(llm_engine):
     engine, server = llm_engine
-    question = "What sanction applies if a State does not register a space object?"
+    question = "Who enforces the duty to register space objects?"
     extractive = engine.ask(question, mode="extractive")
     assert extractive.partial
     server.script(Reply("The launching State shall register the space object in an appropriate registry "
-                        "which it shall maintain [1]."))
+                        "which it shall maintain [2]."))
     answer = engine.ask(question, mode="llm")
     assert answer.mode == "llm" and answer.partial and not answer.abstained
     assert answer.confidence == extractive.confidence

@@ -240,8 +240,8 @@ def test_tune_trains_the_answerability_model_on_out_of_fold_drafts(workspace, tm
     assert 0.0 <= answer.confidence <= 1.0
 
 
-@pytest.mark.parametrize("flags,trains_pair", [([], False), (["--pair-model"], True)])
-def test_the_pair_model_is_trained_only_when_asked(monkeypatch, flags, trains_pair):
+@pytest.mark.parametrize("flags,trains_pair", [([], True), (["--no-pair-model"], False)])
+def test_the_pair_model_is_trained_unless_left_out(monkeypatch, flags, trains_pair):
     import rag.learn.tune as tuning
     from rag.cli import build_parser
 

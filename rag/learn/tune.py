@@ -188,7 +188,7 @@ def tune(settings: Settings, extra: list[Path] | None = None, config: QueryTrain
     """Train on the question set (and ``extra`` question files) and install the result in
     ``settings.tuned_model_dir``: the query encoder, then (unless ``answerability`` is off) the
     answerability model, on out-of-fold drafts, with a pair model trained as ``pair`` says when
-    it is given (not by default: see docs/ANSWERS.md, "The pair model")."""
+    it is given (``spacesec tune`` gives one unless ``--no-pair-model``: docs/ANSWERS.md)."""
     started = time.perf_counter()
     config = config or QueryTraining()
     extra = list(extra or [])
