@@ -158,6 +158,16 @@ def scratch_corpus(tmp_path):
 
 
 @pytest.fixture(scope="session")
+def corpus_texts() -> dict[str, str]:
+    """Each shipped document's text by id, whitespace collapsed: where question sets' quotes must be."""
+    from rag.corpus import load_corpus
+    from rag.settings import ROOT
+
+    corpus = load_corpus(ROOT / "corpus")
+    return {d.doc_id: " ".join(corpus.text(d).split()) for d in corpus.documents}
+
+
+@pytest.fixture(scope="session")
 def real_token_counter():
     """The real tokenizer's counter (loads only tokenizer.json, not the model)."""
     from rag.embedding import Embedder

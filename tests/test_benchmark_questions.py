@@ -8,7 +8,6 @@ import json
 
 import pytest
 
-from rag.corpus import load_corpus
 from rag.evaluation import load_items
 from rag.settings import ROOT
 from rag.states import without_state_names
@@ -16,20 +15,14 @@ from rag.states import without_state_names
 SETS = sorted((ROOT / "benchmarks").glob("*questions*.jsonl"))
 
 
-@pytest.fixture(scope="module")
-def texts():
-    corpus = load_corpus(ROOT / "corpus")
-    return {d.doc_id: " ".join(corpus.text(d).split()) for d in corpus.documents}
-
-
 @pytest.mark.parametrize("path", SETS, ids=lambda p: p.name)
-def test_each_set_has_both_halves_and_verbatim_quotes(path, texts):
+def test_each_set_has_both_halves_and_verbatim_quotes(path, corpus_texts):
     items = load_items(path)
     answerable = [i for i in items if i.answerable]
     assert len(answerable) >= 30 and len(items) - len(answerable) >= 30
     assert all(i.gold for i in answerable)
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    missing = [(r["id"], g["doc"]) for r in rows for g in r["gold"] if " ".join(g["quote"].split()) not in texts[g["doc"]]]
+    missing = [(r["id"], g["doc"]) for r in rows for g in r["gold"] if " ".join(g["quote"].split()) not in corpus_texts[g["doc"]]]
     assert not missing
 
 

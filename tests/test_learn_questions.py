@@ -7,7 +7,6 @@ import json
 import pytest
 from conftest import ROOT
 
-from rag.corpus import load_corpus
 from rag.learn.questions import (
     QuestionFileError,
     load_questions,
@@ -93,10 +92,8 @@ def test_other_writers_cover_both_halves_and_every_kind(other_writers):
         "figure-not-given", "current-state", "not-regulated", "opinion-or-prediction", "near-miss", "other-instrument"}
 
 
-def test_other_writers_quotes_are_verbatim_in_their_documents(other_writers):
+def test_other_writers_quotes_are_verbatim_in_their_documents(other_writers, corpus_texts):
     # Quotes train answer selection: one that the document does not hold teaches nothing.
-    corpus = load_corpus(ROOT / "corpus")
-    texts = {d.doc_id: " ".join(corpus.text(d).split()) for d in corpus.documents}
-    missing = [q.id for q in other_writers if q.answerable and " ".join(q.quote.split()) not in texts[q.doc]]
+    missing = [q.id for q in other_writers if q.answerable and " ".join(q.quote.split()) not in corpus_texts[q.doc]]
     assert not missing
-    assert all(q.near in texts for q in other_writers if not q.answerable)
+    assert all(q.near in corpus_texts for q in other_writers if not q.answerable)

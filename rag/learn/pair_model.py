@@ -5,7 +5,8 @@ The answer model's features read the question's wording and what the quotes cont
 its own; a near miss ("What fine does a State pay for...") and an answerable question look
 alike to them. Reading both at once separates them. Trained on the question set alone it also
 learned its wording habits; with other writers' questions beside it, it no longer hedges plain
-questions, and the committed model has one (docs/ANSWERS.md, "The pair model"). Only LoRA weights and the one-output head are trained and stored (1.3 MB).
+questions, and the committed model has one (docs/ANSWERS.md, "The pair model"). Only LoRA
+weights and the one-output head are trained and stored (1.3 MB).
 
 Training pairs come from the question set and the drafts the engine makes for its questions:
 an answerable question with the candidate that holds its quote (1) and with the best candidate
