@@ -71,8 +71,17 @@ def section_ref(label: str) -> PartRef | None:
     return refs[0] if refs and _PART.match(label) else None
 
 
-#: Words of a question about a document as a whole: what it is, is for, covers, aims at.
-_OVERVIEW_WORDS = frozenset(["a", "about", "aim", "aims", "all", "an", "and", "are", "at", "briefly", "brief", "cover", "covers", "covered", "describe", "did", "do", "does", "document", "explain", "for", "general", "give", "goal", "goals", "i", "in", "instrument", "intended", "is", "it", "its", "key", "main", "me", "mean", "means", "objective", "objectives", "of", "on", "over", "overall", "overview", "point", "points", "purpose", "purposes", "say", "says", "scope", "short", "summarise", "summarize", "summary", "tell", "the", "this", "what", "whole", "why"])
+#: Words of a question about a document as a whole: what it is, is for, covers, aims at,
+#: including the loose and polite ways of asking ("What's ... really about?").
+_OVERVIEW_WORDS = frozenset(["a", "about", "actually", "aim", "aims", "all", "an", "and", "are",
+    "at", "basically", "brief", "briefly", "can", "contain", "contains", "content", "contents",
+    "could", "cover", "covered", "covers", "deal", "deals", "describe", "did", "do", "document",
+    "does", "essentially", "exactly", "explain", "for", "general", "gist", "give", "goal", "goals",
+    "i", "in", "instrument", "intended", "is", "it", "its", "key", "main", "me", "mean", "means",
+    "objective", "objectives", "of", "on", "outline", "over", "overall", "overview", "please",
+    "point", "points", "precisely", "provisions", "purpose", "purposes", "really", "s", "say",
+    "says", "scope", "short", "sum", "summarise", "summarize", "summary", "tell", "the", "this",
+    "up", "what", "whole", "why", "with", "would", "you"])
 
 
 @dataclass(frozen=True)

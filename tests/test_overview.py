@@ -20,6 +20,16 @@ def catalogue():
     ("Tell me about the CSpO statement", "cspo-2024-florence-joint-statement"),
     ("What is the purpose of the Liability Convention?", "liability-convention-1972"),
     ("Summarize the fact sheet", "us-da-asat-test-commitment-fact-sheet-2022"),
+    # Loose and polite ways of asking the same.
+    ("What's the Outer Space Treaty about?", "outer-space-treaty-1967"),
+    ("What is the Outer Space Treaty really about?", "outer-space-treaty-1967"),
+    ("Can you summarise the Moon Agreement?", "moon-agreement-1979"),
+    ("Could you give me an overview of the LTS guidelines?", "copuos-long-term-sustainability-guidelines-2019"),
+    ("What does the Rescue Agreement cover exactly?", "rescue-agreement-1968"),
+    ("What's in the Florence joint statement?", "cspo-2024-florence-joint-statement"),
+    ("What are the main provisions of the Liability Convention?", "liability-convention-1972"),
+    ("What do the space debris mitigation guidelines say?", "copuos-space-debris-mitigation-guidelines-2007"),
+    ("What does the US ASAT test commitment cover?", "us-da-asat-test-commitment-fact-sheet-2022"),
 ])
 def test_questions_about_a_whole_instrument_are_recognised(catalogue, question, doc_id):
     assert catalogue.overview_of(question) == doc_id
@@ -30,6 +40,10 @@ def test_questions_about_a_whole_instrument_are_recognised(catalogue, question, 
     "What is the Moon?",
     "How do the Outer Space Treaty and the Moon Agreement differ?",
     "What is the purpose of registration under the Registration Convention?",
+    "Can the Moon Agreement be amended?",
+    "Is the Moon Agreement in force?",
+    "What are the provisions of the Liability Convention on claims?",
+    "What does the Liability Convention say about the US?",
 ])
 def test_questions_about_a_topic_are_not_overviews(catalogue, question):
     assert catalogue.overview_of(question) is None
