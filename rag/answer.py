@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rag.abstention import expected_answer_type, has_answer_type
-from rag.asked import UNSPECIFIED
+from rag.asked import UNSPECIFIED, asked_for
 from rag.chunking import Chunk
 from rag.citations import Answer, Citation
 from rag.index_store import LoadedIndex
@@ -18,13 +18,15 @@ from rag.instruments import QueryCues, section_ref
 from rag.lexical import tokenize
 from rag.retrieval import Hit
 from rag.settings import Settings
+from rag.states import states_named
 
 _LEADING_NUMBER = re.compile(r"^(?:\d+\.\s+)")
 #: Preamble recitals give context, not obligations: prefer operative text when both fit.
 PREAMBLE_PENALTY = 0.05
 #: A sentence from the instrument (or part) the question names beats a look-alike elsewhere.
 NAMED_BONUS = 0.1
-#: A sentence with what the question asks for (a figure for "how many", a date for "when").
+#: A sentence with what the question asks for (a figure for "how many", a date for "when",
+#: several states' names for "which countries").
 ANSWER_TYPE_BONUS = 0.1
 
 
@@ -79,6 +81,7 @@ class AnswerComposer:
             return []
         terms = set(tokenize(content_question))
         wanted = expected_answer_type(content_question)
+        asks_states = asked_for(content_question).states
         top = max(h.score for h in hits) or 1.0
         candidates: list[Pick] = []
         for hit in hits[: self.settings.answer_passages]:
@@ -96,7 +99,7 @@ class AnswerComposer:
                     score += NAMED_BONUS
                 if cues.parts and section_ref(hit.chunk.section) in cues.parts:
                     score += NAMED_BONUS
-                if wanted and has_answer_type(text, wanted):
+                if (wanted and has_answer_type(text, wanted)) or (asks_states and states_named(text) >= 2):
                     score += ANSWER_TYPE_BONUS
                 candidates.append(Pick(hit, row, start, end, score))
         candidates.sort(key=lambda p: (-p.score, p.row))

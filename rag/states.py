@@ -64,3 +64,8 @@ def without_state_names(text: str) -> str:
     ("Can China build a base on the Moon?" -> "Can a State build a base on the Moon?")."""
     named = _NOUN.sub(lambda m: "a State" + (m.group(1) or ""), text)
     return _ADJECTIVE.sub("foreign", named)
+
+
+def states_named(text: str) -> int:
+    """How many names of states ``text`` holds ("Australia, Canada, France ..." -> 10)."""
+    return len(_NOUN.findall(text))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from rag.asked import asked_for, evidence
-from rag.states import without_state_names
+from rag.states import states_named, without_state_names
 
 
 @pytest.mark.parametrize(("question", "expected"), [
@@ -41,6 +41,23 @@ def test_a_quote_listing_states_by_name_or_adjective_counts_as_naming_states():
     assert evidence(asked, "the Governments of Australia, Canada, France, Germany, Italy and Japan")["has_states"] == 1.0
     assert evidence(asked, "a Norwegian delegation took part")["has_states"] == 1.0
     assert evidence(asked, "Each party shall take appropriate measures.")["has_states"] == 0.0
+
+
+@pytest.mark.parametrize(("text", "count"), [
+    (("Senior representatives from Australia, Canada, France, Germany, Italy, Japan, New Zealand, Norway, "
+      "the United Kingdom, and the United States gathered for the annual meeting."), 10),
+    ("The Board met from December 3-5, 2024 in Florence, Italy.", 1),
+    ("States Parties shall regard astronauts as envoys of mankind.", 0),
+])
+def test_states_named_counts_names_of_states(text, count):
+    assert states_named(text) == count
+
+
+@pytest.mark.slow
+def test_which_countries_is_answered_with_the_sentence_that_lists_them(real_engine):
+    answer = real_engine.ask("Which countries are part of the Combined Space Operations initiative?")
+    assert not answer.abstained and not answer.partial
+    assert any(states_named(c.quote) >= 10 for c in answer.citations)
 
 
 @pytest.mark.slow
