@@ -12,7 +12,7 @@ import numpy as np
 from langchain_core.documents import Document
 
 from rag.abstention import Vocabulary, lacks_answer_type, unanswerable_reason
-from rag.answer import AnswerComposer
+from rag.answer import AnswerComposer, Pick
 from rag.citations import Answer, Citation
 from rag.corpus import Corpus, load_corpus
 from rag.embedding import Embedder, OnnxEmbedder, OnnxPairScorer
@@ -200,8 +200,9 @@ class Engine:
         preamble passages (``search`` retrieved those) that best state what it is for. It
         answers by the corpus's own structure, so its confidence is 1."""
         draft = self.draft(_PURPOSE_QUERY, hits)
-        answer = self.composer.write(question, self.composer.choose(draft.candidates, draft.cues), 1.0)
         doc = self.corpus.get(doc_id)
+        lede = _lede(draft.candidates, doc.title) if all(_overview_rank(h.chunk) == 3 for h in hits) else None
+        answer = self.composer.write(question, self.composer.choose(draft.candidates, draft.cues, lede), 1.0)
         opening = f"{doc.short_title} ({doc.year}, {doc.kind}): \u201c{doc.title}\u201d."
         return replace(answer, text=f"{opening}\n\n{answer.text}")
 
@@ -345,6 +346,13 @@ class Engine:
 _PURPOSE_QUERY = "the purpose and objectives of this instrument"
 _PURPOSE = re.compile(r"\b(?:purposes?|objectives?|scope)\b", re.IGNORECASE)
 _CONTEXT = re.compile(r"\b(?:rationale|background)\b", re.IGNORECASE)
+
+
+def _lede(candidates: list[Pick], title: str) -> Pick | None:
+    """The first sentence after the title: a document with no preamble and no section on its
+    purpose or background (a statement, a fact sheet) says what it is there, as news does."""
+    return min((p for p in candidates if p.hit.chunk.text[p.start:p.end].strip(" .") not in title),
+               key=lambda p: p.row, default=None)
 
 
 def _overview_rank(chunk) -> int:

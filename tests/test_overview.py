@@ -77,3 +77,13 @@ def test_an_overview_answer_names_the_instrument_then_quotes_it(real_engine, que
     assert answer.text.startswith(f"{doc.short_title} ({doc.year}, {doc.kind}): \u201c{doc.title}\u201d.\n\n")
     assert answer.citations and {c.doc_id for c in answer.citations} == {doc_id}
     assert answer.confidence == 1.0
+
+
+@pytest.mark.parametrize("question, opening", [
+    ("What is the fact sheet?", ("Today at Vandenberg Space Force Base in California, Vice President Kamala Harris "
+                                "announced that the United States commits not to conduct destructive")),
+    ("What's in the Florence joint statement?", "The Combined Space Operations (CSpO) Initiative Principals' Board met"),
+])
+def test_an_overview_of_a_statement_leads_with_its_first_sentence_after_the_title(real_engine, question, opening):
+    answer = real_engine.ask(question)
+    assert answer.citations[0].quote.startswith(opening)
