@@ -30,6 +30,8 @@ def catalogue():
     ("What are the main provisions of the Liability Convention?", "liability-convention-1972"),
     ("What do the space debris mitigation guidelines say?", "copuos-space-debris-mitigation-guidelines-2007"),
     ("What does the US ASAT test commitment cover?", "us-da-asat-test-commitment-fact-sheet-2022"),
+    ("What does the US commitment on ASAT tests cover exactly?", "us-da-asat-test-commitment-fact-sheet-2022"),
+    ("Tell me about the US ASAT testing commitment", "us-da-asat-test-commitment-fact-sheet-2022"),
 ])
 def test_questions_about_a_whole_instrument_are_recognised(catalogue, question, doc_id):
     assert catalogue.overview_of(question) == doc_id
