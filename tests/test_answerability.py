@@ -321,6 +321,17 @@ def test_everyday_questions_on_the_subject_pass_the_topic_model(real_engine, que
 
 
 @pytest.mark.slow
+def test_a_question_naming_a_document_of_the_corpus_is_never_off_topic(real_engine, monkeypatch):
+    # A topic model that calls everything off topic still lets through what names a document.
+    monkeypatch.setattr(real_engine.answerability, "off_topic_threshold", 0.0)
+    named, unnamed = "What is the Combined Space Operations initiative?", "What is the initiative about?"
+    assert not real_engine.answerability.off_topic(real_engine.draft(named, real_engine.search(named)))
+    assert real_engine.answerability.off_topic(real_engine.draft(unnamed, real_engine.search(unnamed)))
+    answer = real_engine.ask(named)
+    assert "outside space law and security" not in answer.text
+
+
+@pytest.mark.slow
 def test_a_follow_up_is_judged_as_the_question_it_stands_for(real_engine):
     history = [{"role": "user", "content": "Who is liable for damage caused by a space object on the ground?"},
                {"role": "assistant", "content": "According to the Liability Convention (1972), Article II: ..."}]

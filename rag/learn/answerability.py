@@ -174,8 +174,9 @@ class AnswerabilityModel:
         return float(self.forest.logit(x)[0])
 
     def off_topic(self, draft: Draft) -> bool:
-        """Whether the question is outside the corpus's subject altogether."""
-        if self.topic is None:
+        """Whether the question is outside the corpus's subject altogether. A question that names
+        a document of the corpus is about the corpus, whatever the topic model reads."""
+        if self.topic is None or draft.cues.doc_ids:
             return False
         return float(sigmoid(self.topic.logit(draft.vector[None, :].astype(np.float64))[0])) > self.off_topic_threshold
 

@@ -345,7 +345,7 @@ def _fit_topic(questions: list[Question], drafts: list[Draft], seed: int
     answerable = np.array([q.answerable for q in questions])
     threshold = max(0.5, float(np.quantile(held_out[answerable], 1.0 - MAX_OFF_TOPIC_ANSWERABLE))) \
         if answerable.any() else 0.5
-    gated = {q.id for q, p in zip(questions, held_out, strict=True) if p > threshold}
+    gated = {q.id for q, d, p in zip(questions, drafts, held_out, strict=True) if p > threshold and not d.cues.doc_ids}
     return _fit_linear(x, y, 1.0, seed, balanced=True), threshold, gated
 
 
