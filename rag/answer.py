@@ -41,6 +41,16 @@ class Pick:
     score: float
 
 
+def _quotes_list_states_asked_for(question: str, citations: list[Citation]) -> bool:
+    """Whether the question asks which states and a quote lists them (a partial answer would
+    otherwise say the corpus does not state the list). A figure or a date is not checked this
+    way: a quote can hold another figure than the one asked for ("one year" for "how many days")."""
+    asked = asked_for(question)
+    if asked.present or asked.judgement or asked.penalty or asked.court or asked.quantity:
+        return False  # what the partial answer names as missing comes before the list of states
+    return asked.states and any(states_named(c.quote) >= 2 for c in citations)
+
+
 class AnswerComposer:
     """Scores answer sentences against the question and writes the cited answer."""
 
@@ -167,6 +177,8 @@ class AnswerComposer:
                         lines.append(f"{lead} {_name(chunk)}, {section}: {quote}")
             blocks.append("\n".join(lines))
         text = "\n\n".join(blocks)
+        if not_stated and not_stated != UNSPECIFIED and _quotes_list_states_asked_for(question, citations):
+            not_stated = UNSPECIFIED  # never say the corpus does not state what a quote holds
         if not_stated == UNSPECIFIED:  # the model doubts the quotes, but nothing named is missing
             text = f"These provisions may not answer exactly what was asked; the closest say:\n\n{text}"
         elif not_stated:
