@@ -337,4 +337,6 @@ def test_a_follow_up_is_judged_as_the_question_it_stands_for(real_engine):
                {"role": "assistant", "content": "According to the Liability Convention (1972), Article II: ..."}]
     answer = real_engine.ask("What about liability for damage in outer space?", history=history)
     assert not answer.abstained and answer.citations
-    assert answer.citations[0].doc_id == "liability-convention-1972"
+    # Liability in outer space: the Liability Convention or the Outer Space Treaty's Article VII.
+    assert "liable" in answer.citations[0].quote
+    assert {c.doc_id for c in answer.citations} & {"liability-convention-1972", "outer-space-treaty-1967"}
