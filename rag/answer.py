@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rag.abstention import expected_answer_type, has_answer_type
-from rag.asked import UNSPECIFIED, asked_for
+from rag.asked import STATES_WANTED, UNSPECIFIED, asked_for
 from rag.chunking import Chunk
 from rag.citations import Answer, Citation
 from rag.index_store import LoadedIndex
@@ -41,14 +41,9 @@ class Pick:
     score: float
 
 
-def _quotes_list_states_asked_for(question: str, citations: list[Citation]) -> bool:
-    """Whether the question asks which states and a quote lists them (a partial answer would
-    otherwise say the corpus does not state the list). A figure or a date is not checked this
-    way: a quote can hold another figure than the one asked for ("one year" for "how many days")."""
-    asked = asked_for(question)
-    if asked.present or asked.judgement or asked.penalty or asked.court or asked.quantity:
-        return False  # what the partial answer names as missing comes before the list of states
-    return asked.states and any(states_named(c.quote) >= 2 for c in citations)
+def _lists_states(text: str) -> bool:
+    """Whether a sentence lists states (what a question asking which states wants)."""
+    return states_named(text) >= 2
 
 
 class AnswerComposer:
@@ -109,7 +104,7 @@ class AnswerComposer:
                     score += NAMED_BONUS
                 if cues.parts and section_ref(hit.chunk.section) in cues.parts:
                     score += NAMED_BONUS
-                if (wanted and has_answer_type(text, wanted)) or (asks_states and states_named(text) >= 2):
+                if (wanted and has_answer_type(text, wanted)) or (asks_states and _lists_states(text)):
                     score += ANSWER_TYPE_BONUS
                 candidates.append(Pick(hit, row, start, end, score))
         candidates.sort(key=lambda p: (-p.score, p.row))
@@ -177,8 +172,8 @@ class AnswerComposer:
                         lines.append(f"{lead} {_name(chunk)}, {section}: {quote}")
             blocks.append("\n".join(lines))
         text = "\n\n".join(blocks)
-        if not_stated and not_stated != UNSPECIFIED and _quotes_list_states_asked_for(question, citations):
-            not_stated = UNSPECIFIED  # never say the corpus does not state what a quote holds
+        if not_stated == STATES_WANTED and any(_lists_states(c.quote) for c in citations):
+            not_stated = UNSPECIFIED  # never say the corpus does not state the list a quote gives
         if not_stated == UNSPECIFIED:  # the model doubts the quotes, but nothing named is missing
             text = f"These provisions may not answer exactly what was asked; the closest say:\n\n{text}"
         elif not_stated:

@@ -169,12 +169,14 @@ class Asked:
         if self.date:
             return "the date or deadline asked for"
         if self.states:
-            return "the list of states asked for"
+            return STATES_WANTED
         return UNSPECIFIED
 
 
 #: What a partial answer lacks when the question asks for nothing the checks can name.
 UNSPECIFIED = "exactly what the question asks"
+#: What a partial answer lacks when the question asks which states and nothing named before that.
+STATES_WANTED = "the list of states asked for"
 
 _UNIT_NAMES = {"time": "units of time", "distance": "units of distance", "mass": "units of mass",
                "money": "money", "dose": "a radiation dose", "share": "a percentage or probability"}
