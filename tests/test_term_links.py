@@ -40,6 +40,15 @@ def test_too_few_questions_make_no_link():
     assert tokenize("companies")[0] not in learn_term_links(_questions(MIN_QUESTIONS - 1))
 
 
+def test_a_common_question_word_is_not_linked_to_a_rare_word_a_few_of_its_quotes_share():
+    rare = "Previous forum decisions are kept."
+    asked = [Question(f"u{i}", "plain", f"What does the UN say, case {i}?", True, "ost", rare if i < 3 else QUOTE)
+             for i in range(40)]
+    filler = [Question(f"f{i}", "plain", f"Who registers object {i}?", True, "reg", QUOTE) for i in range(300)]
+    un, = tokenize("UN")
+    assert not set(tokenize(rare)) & set(learn_term_links(asked + filler).get(un, []))
+
+
 def test_links_are_stored_in_a_stable_order(tmp_path):
     links = learn_term_links(_questions(5))
     write_term_links(links, tmp_path / "a.json")

@@ -21,8 +21,12 @@ from rag.lexical import tokenize
 TERM_LINKS_FILE = "term-links.json"
 #: A link needs this many questions behind it ...
 MIN_QUESTIONS = 3
-#: ... and its provision word this many times more often after the question word than overall.
+#: ... its provision word this many times more often after the question word than overall ...
 MIN_LIFT = 5.0
+#: ... and in this share of the quotes that follow the question word at all. Lift alone links a
+#: common question word to any rare word a few of its quotes share ("UN" -> "previous", "forum"),
+#: noise added to every query that uses it.
+MIN_FOLLOWS = 0.1
 #: Links kept per question word (the strongest by P(provision word | question word) x log lift).
 PER_TERM = 2
 
@@ -44,7 +48,7 @@ def learn_term_links(questions: list[Question]) -> TermLinks:
             continue
         follows = count / asked[q]
         lift = follows / (quoted[a] / len(pairs))
-        if lift >= MIN_LIFT:
+        if lift >= MIN_LIFT and follows >= MIN_FOLLOWS:
             scored[q].append((follows * math.log(lift), a))
     return {q: [a for _, a in sorted(links, key=lambda x: (-x[0], x[1]))[:PER_TERM]]
             for q, links in sorted(scored.items())}
