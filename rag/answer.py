@@ -110,9 +110,11 @@ class AnswerComposer:
         candidates.sort(key=lambda p: (-p.score, p.row))
         return candidates
 
-    def choose(self, candidates: list[Pick], cues: QueryCues, first: Pick | None = None) -> list[Pick]:
+    def choose(self, candidates: list[Pick], cues: QueryCues, first: Pick | None = None,
+               left_out: frozenset[int] = frozenset()) -> list[Pick]:
         """Up to ``max_answer_sentences`` of ``candidates`` (best composer score first), without
-        repeats (MMR); ``first``, the sentence that best answers when a model says so, leads."""
+        repeats (MMR); ``first``, the sentence that best answers when a model says so, leads.
+        Candidates whose sentence row is ``left_out`` are not added for variety."""
         chosen: list[Pick] = [first] if first else []
         # A question that names several instruments gets the best sentence of each.
         for doc_id in cues.doc_ids[:4] if len(cues.doc_ids) > 1 else ():
@@ -127,7 +129,7 @@ class AnswerComposer:
         lam = self.settings.mmr_lambda
         while len(chosen) < self.settings.max_answer_sentences:
             best, best_value = None, -math.inf
-            taken = {c.row for c in chosen}
+            taken = {c.row for c in chosen} | left_out
             for pick in candidates:
                 if pick.row in taken or pick.score < floor:
                     continue

@@ -185,8 +185,9 @@ class Engine:
             if judgement.outcome == NOT_FOUND:
                 return abstain(question, f"no passage states {judgement.wanted}", hits, judgement.confidence)
             # The quotes are chosen for the question as asked (history steers retrieval, not selection).
-            lead = draft.candidates[self.answerability.lead(draft)]
-            picks = self.composer.choose(draft.candidates, draft.cues, lead)
+            lead, left_out = self.answerability.choose_quotes(draft)
+            picks = self.composer.choose(draft.candidates, draft.cues, draft.candidates[lead],
+                                         frozenset(draft.candidates[i].row for i in left_out))
             answer = self.composer.write(question, picks, judgement.confidence,
                                          judgement.wanted if judgement.outcome == PARTIAL else None)
         if mode == "llm":

@@ -13,6 +13,7 @@ import pytest
 from rag.evaluation import Item, question_items, score_answers
 from rag.learn.answerability import (
     META_FILE,
+    QUOTE_FLOOR,
     REPORT_FILE,
     WEIGHTS_FILE,
     AnswerabilityModel,
@@ -232,6 +233,18 @@ def test_an_answered_question_leads_with_the_sentence_that_answers(real_engine):
     assert answer.confidence >= real_engine.answerability.answer_threshold
     assert "one year" in answer.citations[0].quote
     assert not re.search(r"[.!?]\u201d \[\d+\]\.", answer.text), "a full stop doubled after a closing quote"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("question", ["Is China a member of CSpO?",
+                                      "Should countries warn others before moving their satellites?"])
+def test_sentences_the_model_rules_out_are_not_quoted_after_the_lead(real_engine, question):
+    draft = real_engine.draft(question, real_engine.search(question, real_engine.settings.answer_passages))
+    scores = real_engine.answerability.sentence_scores(draft)
+    ruled_out = [p.hit.chunk.text[p.start:p.end] for p, s in zip(draft.candidates, scores) if s < QUOTE_FLOOR]
+    quotes = [c.quote for c in real_engine.ask(question).citations]
+    assert ruled_out and len(quotes) >= 2
+    assert not [q for q in quotes[1:] if any(q in sentence for sentence in ruled_out)]
 
 
 @pytest.mark.slow

@@ -50,6 +50,9 @@ PAIR_FEATURE = "pair_best"
 
 #: How much more likely to answer another sentence must be for it to lead instead of the composer's best.
 LEAD_MARGIN = 0.1
+#: A sentence scored below this is not quoted after the lead: on four question sets by other
+#: writers, none of the 27 such quotes held the answer (docs/ANSWERS.md).
+QUOTE_FLOOR = 0.03
 
 ANSWERED, PARTIAL, NOT_FOUND = "answered", "partial", "not found"
 
@@ -148,17 +151,22 @@ class AnswerabilityModel:
         x = np.array([[row[name] for name in self.sentence_features] for row in rows])
         return sigmoid(self.sentence.logit(x))
 
-    def lead(self, draft: Draft) -> int:
-        """The candidate that opens the answer: the composer's best unless the sentence model
-        clearly prefers another (near ties go to the composer, whose score the model also reads).
-        A question that names instruments is answered from them first, when they have a candidate."""
+    def choose_quotes(self, draft: Draft) -> tuple[int, frozenset[int]]:
+        """(the candidate that opens the answer, the candidates not to quote after it).
+
+        The lead is the composer's best unless the sentence model clearly prefers another (near
+        ties go to the composer, whose score the model also reads); a question that names
+        instruments is answered from them first, when they have a candidate. Left out: what the
+        sentence model gives less than ``QUOTE_FLOOR``, which the composer's diversity would
+        otherwise pick ("present a claim" for "claim Mars")."""
         scores = self.sentence_scores(draft)
         if not scores.size:
-            return 0
+            return 0, frozenset()
         named = set(draft.cues.doc_ids)
         pool = [i for i in range(len(scores)) if draft.candidates[i].hit.chunk.doc_id in named] or list(range(len(scores)))
         best = max(pool, key=lambda i: (scores[i], -i))
-        return best if scores[best] - scores[pool[0]] >= LEAD_MARGIN else pool[0]
+        lead = best if scores[best] - scores[pool[0]] >= LEAD_MARGIN else pool[0]
+        return lead, frozenset(int(i) for i in np.flatnonzero(scores < QUOTE_FLOOR) if i != lead)
 
     def raw(self, draft: Draft) -> float:
         """Uncalibrated log-odds that the draft's quotes, best-answering first, answer it."""
