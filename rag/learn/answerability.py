@@ -158,7 +158,8 @@ class AnswerabilityModel:
         ties go to the composer, whose score the model also reads); a question that names
         instruments is answered from them first, when they have a candidate. Left out: what the
         sentence model gives less than ``QUOTE_FLOOR``, which the composer's diversity would
-        otherwise pick ("present a claim" for "claim Mars")."""
+        otherwise pick ("These services also underpin national security" for "Is China a member
+        of CSpO?")."""
         scores = self.sentence_scores(draft)
         if not scores.size:
             return 0, frozenset()
