@@ -186,8 +186,7 @@ class Engine:
                 return abstain(question, f"no passage states {judgement.wanted}", hits, judgement.confidence)
             # The quotes are chosen for the question as asked (history steers retrieval, not selection).
             lead, left_out = self.answerability.choose_quotes(draft)
-            picks = self.composer.choose(draft.candidates, draft.cues, draft.candidates[lead],
-                                         frozenset(draft.candidates[i].row for i in left_out))
+            picks = self.composer.choose(draft.candidates, draft.cues, lead, left_out)
             answer = self.composer.write(question, picks, judgement.confidence,
                                          judgement.wanted if judgement.outcome == PARTIAL else None)
         if mode == "llm":

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.answer import Pick
 from rag.asked import asked_for
 from rag.learn.features import Draft, FeatureReader
 
@@ -151,8 +152,8 @@ class AnswerabilityModel:
         x = np.array([[row[name] for name in self.sentence_features] for row in rows])
         return sigmoid(self.sentence.logit(x))
 
-    def choose_quotes(self, draft: Draft) -> tuple[int, frozenset[int]]:
-        """(the candidate that opens the answer, the candidates not to quote after it).
+    def choose_quotes(self, draft: Draft) -> tuple[Pick, frozenset[int]]:
+        """(the candidate that opens the answer, the sentence rows not to quote after it).
 
         The lead is the composer's best unless the sentence model clearly prefers another (near
         ties go to the composer, whose score the model also reads); a question that names
@@ -162,12 +163,13 @@ class AnswerabilityModel:
         of CSpO?")."""
         scores = self.sentence_scores(draft)
         if not scores.size:
-            return 0, frozenset()
+            return draft.candidates[0], frozenset()
         named = set(draft.cues.doc_ids)
         pool = [i for i in range(len(scores)) if draft.candidates[i].hit.chunk.doc_id in named] or list(range(len(scores)))
         best = max(pool, key=lambda i: (scores[i], -i))
         lead = best if scores[best] - scores[pool[0]] >= LEAD_MARGIN else pool[0]
-        return lead, frozenset(int(i) for i in np.flatnonzero(scores < QUOTE_FLOOR) if i != lead)
+        return draft.candidates[lead], frozenset(draft.candidates[i].row for i in np.flatnonzero(scores < QUOTE_FLOOR)
+                                                 if i != lead)
 
     def raw(self, draft: Draft) -> float:
         """Uncalibrated log-odds that the draft's quotes, best-answering first, answer it."""
