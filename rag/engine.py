@@ -181,11 +181,14 @@ class Engine:
                 judged = self.draft(query, hits) if query != asked else draft
             if self.answerability.off_topic(judged):
                 return abstain(question, OFF_TOPIC_REASON, hits)
-            judgement = self.answerability.judge(judged)
+            scores = self.answerability.sentence_scores(judged)
+            judgement = self.answerability.judge(judged, scores)
             if judgement.outcome == NOT_FOUND:
                 return abstain(question, f"no passage states {judgement.wanted}", hits, judgement.confidence)
             # The quotes are chosen for the question as asked (history steers retrieval, not selection).
-            lead, left_out = self.answerability.choose_quotes(draft)
+            if judged is not draft:
+                scores = self.answerability.sentence_scores(draft)
+            lead, left_out = self.answerability.choose_quotes(draft, scores)
             picks = self.composer.choose(draft.candidates, draft.cues, lead, left_out)
             answer = self.composer.write(question, picks, judgement.confidence,
                                          judgement.wanted if judgement.outcome == PARTIAL else None)

@@ -49,6 +49,8 @@ def test_exported_trees_score_exactly_as_scikit_learn():
                                                min_samples_leaf=20, l2_regularization=1.0, random_state=0,
                                                early_stopping=False).fit(x, y)
     np.testing.assert_allclose(sigmoid(forest.logit(x)), reference.predict_proba(x)[:, 1], atol=1e-9)
+    # One question is one row: walking it alone gives what it gets among the others.
+    np.testing.assert_allclose([forest.logit(row)[0] for row in x[:20]], forest.logit(x[:20]), atol=1e-12)
 
 
 def test_auroc_and_calibration_error():
