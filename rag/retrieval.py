@@ -3,7 +3,7 @@ for the documents and parts a question names."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import faiss
@@ -160,7 +160,9 @@ class HybridRetriever:
         if not self.chunks or k <= 0:
             return []
         query_vector = self.embed_query(query)
-        candidates, dense, lexical = self._candidates(query, query_vector, filters or Filters())
+        filters = filters or Filters()
+        candidates, dense, lexical = self._with_named(query, query_vector, filters, cues,
+                                                      self._candidates(query, query_vector, filters))
         if candidates.size == 0:
             return []
         weight = self.settings.dense_weight
@@ -180,6 +182,22 @@ class HybridRetriever:
         if len(self.chunks) > self.settings.exact_search_max_passages:
             return self._indexed_candidates(query, query_vector, allowed)
         return self._exact_candidates(query, query_vector, allowed)
+
+    def _with_named(self, query: str, query_vector: np.ndarray, filters: Filters, cues: QueryCues,
+                    found: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``found`` (what ``_candidates`` returns) with the best passages of each named document
+        that has none among them. Its boost lifts only what is a candidate, and a question whose
+        words, once the name is taken out, fit other documents better would miss it: "Do the debris
+        guidelines apply to private companies?" found only other treaties' "apply to" articles."""
+        candidates = found[0]
+        missing = [d for d in cues.doc_ids if (not filters.doc_ids or d in filters.doc_ids)
+                   and not np.any(self._doc_of[candidates] == d)]
+        if not missing:
+            return found
+        extra = self._candidates(query, query_vector, replace(filters, doc_ids=missing))
+        merged = [np.concatenate([a, b]) for a, b in zip(found, extra, strict=True)]
+        order = np.argsort(merged[0], kind="stable")  # candidates stay in index order, as union1d leaves them
+        return merged[0][order], merged[1][order], merged[2][order]
 
     def _exact_candidates(self, query: str, query_vector: np.ndarray,
                           allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
