@@ -92,8 +92,10 @@ def test_other_writers_cover_both_halves_and_every_kind(other_writers):
         "figure-not-given", "current-state", "not-regulated", "opinion-or-prediction", "near-miss", "other-instrument"}
 
 
-def test_other_writers_quotes_are_verbatim_in_their_documents(other_writers, corpus_texts):
+@pytest.mark.parametrize("name", ["other_writers", "legality_writers"])
+def test_other_writers_quotes_are_verbatim_in_their_documents(name, corpus_texts):
     # Quotes train answer selection: one that the document does not hold teaches nothing.
-    missing = [q.id for q in other_writers if q.answerable and " ".join(q.quote.split()) not in corpus_texts[q.doc]]
+    questions = load_questions(ROOT / "training" / f"{name}.jsonl")
+    missing = [q.id for q in questions if q.answerable and " ".join(q.quote.split()) not in corpus_texts[q.doc]]
     assert not missing
-    assert all(q.near in corpus_texts for q in other_writers if not q.answerable)
+    assert all(q.near in corpus_texts for q in questions if not q.answerable)
