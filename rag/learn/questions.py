@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 STYLES = ("plain", "scenario", "direct", "keyword", "numeric", "definition", "unanswerable")
@@ -46,6 +46,13 @@ class Question:
     def document(self) -> str | None:
         """The document the question is about: its answer's, or the near-miss document."""
         return self.doc if self.answerable else self.near
+
+
+def write_questions(questions: Iterable[Question], path: Path) -> Path:
+    """Write ``questions`` in the format ``load_questions`` reads; returns ``path``."""
+    rows = [{k: v for k, v in asdict(q).items() if v is not None} for q in questions]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
 
 
 def load_questions(path: Path) -> list[Question]:

@@ -10,18 +10,22 @@ model and index are never touched. Scores use the scoring rule of ``spacesec eva
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
 from rag.engine import Engine
 from rag.evaluation import Item, score_retrieval
 from rag.learn.query_model import QueryTraining
-from rag.learn.questions import Question, load_questions, split_by_document, split_by_provision
+from rag.learn.questions import (
+    Question,
+    load_questions,
+    split_by_document,
+    split_by_provision,
+    write_questions,
+)
 from rag.learn.tune import tune
 from rag.settings import Settings
 
@@ -34,12 +38,6 @@ def as_items(questions: list[Question]) -> list[Item]:
     """Questions in the form ``spacesec eval`` scores (answerable ones only)."""
     return [Item(q.id, q.style, q.question, True, (q.quote,), (), (), ()) for q in questions
             if q.answerable]
-
-
-def _write_questions(questions: list[Question], path: Path) -> Path:
-    rows = [{k: v for k, v in asdict(q).items() if v is not None} for q in questions]
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return path
 
 
 def _scratch_settings(settings: Settings, scratch: Path, **changes) -> Settings:
@@ -60,7 +58,7 @@ def compare(settings: Settings, train: list[Question], held_out: list[Question],
         scratch = Path(tmp)
         # Other writers' questions may ask about a held-out provision in other words: left out.
         tuned_settings = _scratch_settings(
-            settings, scratch, questions_path=_write_questions(train, scratch / "train.jsonl"),
+            settings, scratch, questions_path=write_questions(train, scratch / "train.jsonl"),
             other_writers_questions_path=None, tuned_model_dir=scratch / "model", use_tuned_model=True)
         tune(tuned_settings, config=config, progress=progress)
         runs = [("untuned", tuned_settings.model_copy(update={"use_tuned_model": False})),
