@@ -92,10 +92,22 @@ def test_other_writers_cover_both_halves_and_every_kind(other_writers):
         "figure-not-given", "current-state", "not-regulated", "opinion-or-prediction", "near-miss", "other-instrument"}
 
 
-@pytest.mark.parametrize("name", ["other_writers", "legality_writers"])
+@pytest.mark.parametrize("name", ["other_writers", "legality_writers", "near_miss_twins"])
 def test_other_writers_quotes_are_verbatim_in_their_documents(name, corpus_texts):
     # Quotes train answer selection: one that the document does not hold teaches nothing.
     questions = load_questions(ROOT / "training" / f"{name}.jsonl")
     missing = [q.id for q in questions if q.answerable and " ".join(q.quote.split()) not in corpus_texts[q.doc]]
     assert not missing
     assert all(q.near in corpus_texts for q in questions if not q.answerable)
+
+
+def test_each_twin_pairs_with_a_near_miss_about_the_same_document():
+    # A twin is the answerable half of a minimal pair: its id names the near miss it mirrors.
+    near_misses = {q.id: q for name in ("questions", "other_writers", "legality_writers")
+                   for q in load_questions(ROOT / "training" / f"{name}.jsonl")
+                   if not q.answerable and q.kind == "near-miss"}
+    twins = load_questions(ROOT / "training" / "near_miss_twins.jsonl")
+    assert twins and all(q.answerable for q in twins)
+    unpaired = [q.id for q in twins if near_misses.get(q.id.removeprefix("tw-"), None) is None
+                or near_misses[q.id.removeprefix("tw-")].near != q.doc]
+    assert not unpaired
