@@ -7,7 +7,7 @@ The documents are split in two halves of about equal question counts. For each h
 ``spacesec tune`` runs on the training questions about the other half (off-topic questions are
 kept: they name no document) into WORK_DIR/half-N, and the engine loaded with that model answers
 every training question about the held-out half, as it would after ``spacesec add``. Each half
-takes about as long as a full tune of its questions (an hour on 2 cores). Per-question records go
+takes as long as a ``spacesec tune`` of half the questions. Per-question records go
 to WORK_DIR/half-N/answers.jsonl; the summary of the halves done so far is printed as Markdown.
 """
 
@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("held_out_documents")
 
 
