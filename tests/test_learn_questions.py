@@ -12,6 +12,7 @@ from rag.learn.questions import (
     load_questions,
     split_by_document,
     split_by_provision,
+    split_keys,
 )
 
 QUESTIONS = ROOT / "training" / "questions.jsonl"
@@ -68,6 +69,9 @@ GOOD = {"id": "u1", "style": "plain", "question": "Who registers satellites?", "
     ({**GOOD, "id": "u2", "style": "chatty"}, "line 2: unknown style 'chatty'"),
     ({**GOOD, "id": "u2", "question": "  "}, "line 2: 'question' must be a non-empty string"),
     (GOOD, "line 2: the id 'u1' is used twice"),
+    ({**GOOD, "id": "u2", "twin_of": 7}, "line 2: 'twin_of' names the near miss"),
+    ({"id": "u2", "question": "What fine applies?", "answerable": False, "twin_of": "u1"},
+     "line 2: 'twin_of' names the near miss an answerable question mirrors"),
 ])
 def test_bad_lines_are_named(tmp_path, bad, message):
     with pytest.raises(QuestionFileError, match=message):
@@ -101,13 +105,39 @@ def test_other_writers_quotes_are_verbatim_in_their_documents(name, corpus_texts
     assert all(q.near in corpus_texts for q in questions if not q.answerable)
 
 
-def test_each_twin_pairs_with_a_near_miss_about_the_same_document():
-    # A twin is the answerable half of a minimal pair: its id names the near miss it mirrors.
-    near_misses = {q.id: q for name in ("questions", "other_writers", "legality_writers")
+def _near_misses_and_twins():
+    near_misses = [q for name in ("questions", "other_writers", "legality_writers")
                    for q in load_questions(ROOT / "training" / f"{name}.jsonl")
-                   if not q.answerable and q.kind == "near-miss"}
-    twins = load_questions(ROOT / "training" / "near_miss_twins.jsonl")
-    assert twins and all(q.answerable for q in twins)
-    unpaired = [q.id for q in twins if near_misses.get(q.id.removeprefix("tw-"), None) is None
-                or near_misses[q.id.removeprefix("tw-")].near != q.doc]
-    assert not unpaired
+                   if not q.answerable and q.kind == "near-miss"]
+    return near_misses, load_questions(ROOT / "training" / "near_miss_twins.jsonl")
+
+
+def test_each_twin_pairs_with_a_near_miss_about_the_same_document():
+    # A twin is the answerable half of a minimal pair: twin_of names the near miss it mirrors.
+    near_misses, twins = _near_misses_and_twins()
+    by_id = {q.id: q for q in near_misses}
+    assert twins and all(q.answerable and q.twin_of for q in twins)
+    assert not [q.id for q in twins if q.twin_of not in by_id or by_id[q.twin_of].near != q.doc]
+
+
+def test_a_near_miss_is_split_with_its_twin_and_the_twins_provision(questions):
+    near_misses, twins = _near_misses_and_twins()
+    twin = twins[0]
+    near = next(q for q in near_misses if q.id == twin.twin_of)
+    mates = [q for q in questions if q.answerable and q.provision == twin.provision]
+    alone = split_keys([near, *mates])
+    together = split_keys([near, twin, *mates])
+    assert alone[0] == near.provision != twin.provision  # without its twin, a near miss keeps its own key
+    assert set(together) == {twin.provision}
+    assert split_keys(questions) == [q.provision for q in questions]  # no twins: folds as before
+
+
+def test_provision_split_never_parts_a_near_miss_from_its_twin(questions):
+    near_misses, twins = _near_misses_and_twins()
+    known = {q.id for q in questions}
+    train, held_out = split_by_provision([*questions, *(q for q in near_misses if q.id not in known), *twins],
+                                         share=0.3)
+    held_ids = {q.id for q in held_out}
+    assert held_ids and {q.id for q in train}
+    parted = [t.id for t in twins if (t.id in held_ids) != (t.twin_of in held_ids)]
+    assert not parted

@@ -3,7 +3,8 @@
 Several questions share one provision (the verbatim quote that answers them), so every split
 is by provision or by document, never by question: a model must not be scored on a provision
 whose other questions it was trained on. Splits hash the provision, so they stay put when
-questions are added.
+questions are added. A near miss and the answerable twin written to mirror it (``twin_of``) are
+split together: a model that learned the twin has seen the near miss's wording and provision.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class Question:
     quote: str | None = None
     near: str | None = None
     kind: str | None = None
+    #: The id of the near miss this answerable question mirrors (same wording, answerable).
+    twin_of: str | None = None
 
     @property
     def provision(self) -> str:
@@ -95,8 +98,19 @@ def _question(row: object, where: str) -> Question:
         for key in ("doc", "quote"):
             if not isinstance(row.get(key), str) or not row[key].strip():
                 raise QuestionFileError(f"{where}: an answerable question needs '{key}' (a non-empty string).")
+    twin_of = row.get("twin_of")
+    if twin_of is not None and not (answerable and isinstance(twin_of, str) and twin_of.strip()):
+        raise QuestionFileError(f"{where}: 'twin_of' names the near miss an answerable question mirrors "
+                                "(a non-empty id).")
     return Question(row["id"], style, row["question"].strip(), answerable, row.get("doc"),
-                    row.get("quote"), row.get("near"), row.get("kind"))
+                    row.get("quote"), row.get("near"), row.get("kind"), twin_of)
+
+
+def split_keys(questions: list[Question]) -> list[str]:
+    """What splits group each question by: its provision, except that a near miss whose twin is
+    among ``questions`` goes with the twin's provision."""
+    twin_provision = {q.twin_of: q.provision for q in questions if q.twin_of}
+    return [twin_provision.get(q.id, q.provision) for q in questions]
 
 
 def _share(key: str, seed: int) -> float:
@@ -107,9 +121,10 @@ def _share(key: str, seed: int) -> float:
 def split_by_provision(questions: Iterable[Question], share: float = HELD_OUT_SHARE,
                        seed: int = 0) -> tuple[list[Question], list[Question]]:
     """(train, held out): ``share`` of the provisions, with all their questions, held out."""
+    questions = list(questions)
     train, held_out = [], []
-    for q in questions:
-        (held_out if _share(q.provision, seed) < share else train).append(q)
+    for q, key in zip(questions, split_keys(questions), strict=True):
+        (held_out if _share(key, seed) < share else train).append(q)
     return train, held_out
 
 

@@ -48,7 +48,7 @@ from rag.learn.pair_model import (
     train_pair_model,
     training_pairs,
 )
-from rag.learn.questions import Question
+from rag.learn.questions import Question, split_keys
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +83,9 @@ _TREES = {"max_iter": 150, "learning_rate": 0.05, "max_leaf_nodes": 15, "min_sam
           "l2_regularization": 1.0}
 
 
-def fold_of(question: Question, seed: int, folds: int = FOLDS) -> int:
-    """The cross-validation fold of a question: a hash of its provision."""
-    digest = hashlib.sha256(f"{seed}\x1f{question.provision}".encode()).digest()
+def fold_of(key: str, seed: int, folds: int = FOLDS) -> int:
+    """The cross-validation fold of a question: a hash of its split key (``split_keys``)."""
+    digest = hashlib.sha256(f"{seed}\x1f{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") % folds
 
 
@@ -239,7 +239,8 @@ def train_answerability(engine, questions: list[Question], out_dir: Path, seed: 
     reader = FeatureReader(engine.composer, engine.vocabulary)
     rows = _Rows(reader, drafts)
     y = np.array([q.answerable for q in qs], dtype=int)
-    folds = np.array([fold_of(q, seed) for q in qs])
+    keys = split_keys(qs)
+    folds = np.array([fold_of(key, seed) for key in keys])
     labels = {i: sentence_labels(drafts[i], qs[i].quote) for i in range(len(qs)) if qs[i].answerable}
 
     def fit_sentence(train: list[int]) -> dict[str, np.ndarray]:
@@ -255,7 +256,7 @@ def train_answerability(engine, questions: list[Question], out_dir: Path, seed: 
     if pair_dir is not None:
         pair_training = pair_training or PairTraining(seed=seed)
         embedder = engine.settings.embedder
-        parts = np.array([fold_of(q, seed, PAIR_PARTS) for q in qs])
+        parts = np.array([fold_of(key, seed, PAIR_PARTS) for key in keys])
         pair_scores = out_of_fold_pair_scores(embedder, qs, drafts, sentence_labels, parts, pair_training, progress)
         pair_model, _ = train_pair_model(embedder, training_pairs(qs, drafts, sentence_labels), pair_training,
                                          progress)
@@ -337,7 +338,7 @@ def _fit_topic(questions: list[Question], drafts: list[Draft], seed: int
         return None, 1.0, set()
     x = np.array([d.vector for d in drafts], dtype=np.float64)
     y = np.array([q.kind == OFF_TOPIC for q in questions], dtype=int)
-    folds = np.array([fold_of(q, seed) for q in questions])
+    folds = np.array([fold_of(key, seed) for key in split_keys(questions)])
     held_out = np.zeros(len(questions))
     for k in range(FOLDS):
         test = folds == k
@@ -437,8 +438,8 @@ def cross_fitted_outcomes(qs: list[Question], confidence: np.ndarray, refused: l
     question meets. Thresholds chosen on the very questions they are scored on read optimistic
     for small styles (numeric, 111 questions: refused 0.018 that way, 0.09 this way before the
     cap on the figure threshold)."""
-    folds = np.array([fold_of(q, seed) for q in qs])
-    refused_folds = [fold_of(q, seed) for q in refused]
+    all_folds = [fold_of(key, seed) for key in split_keys([*qs, *refused])]
+    folds, refused_folds = np.array(all_folds[:len(qs)]), all_folds[len(qs):]
     quantity = quantity_group(qs)
     verdicts = [""] * len(qs)
     for k in range(FOLDS):

@@ -35,7 +35,7 @@ from rag.learn.model_store import (
 )
 from rag.learn.pair_model import PairTraining
 from rag.learn.query_model import QueryTraining, save_lora, train_query_model, training_examples
-from rag.learn.questions import Question, QuestionFileError, load_questions
+from rag.learn.questions import Question, QuestionFileError, load_questions, split_keys
 from rag.learn.term_links import TERM_LINKS_FILE, learn_term_links, write_term_links
 from rag.learn.train_answerability import collect_drafts, train_answerability
 from rag.settings import Settings
@@ -137,9 +137,9 @@ def train_query_encoder(engine: Engine, questions: list[Question], config: Query
     return model, examples, sorted(covered)
 
 
-def _fold(question: Question, seed: int) -> int:
-    """Which of the ``OUT_OF_FOLD`` parts a question's provision falls in."""
-    digest = hashlib.sha256(f"tune\x1f{seed}\x1f{question.provision}".encode()).digest()
+def _fold(key: str, seed: int) -> int:
+    """Which of the ``OUT_OF_FOLD`` parts a question's split key (``split_keys``) falls in."""
+    digest = hashlib.sha256(f"tune\x1f{seed}\x1f{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") % OUT_OF_FOLD
 
 
@@ -162,9 +162,10 @@ def out_of_fold_drafts(engine: Engine, questions: list[Question], config: QueryT
     # fall as passages are pushed apart), and the answerability model reads their level.
     steps_matched = replace(config, epochs=config.epochs * OUT_OF_FOLD // (OUT_OF_FOLD - 1))
     lexical = engine.retriever.lexical
+    folds = [_fold(key, config.seed) for key in split_keys(questions)]
     for part in range(OUT_OF_FOLD):
-        held = [i for i, q in enumerate(questions) if _fold(q, config.seed) == part]
-        trained = [q for q in questions if _fold(q, config.seed) != part]
+        held = [i for i, fold in enumerate(folds) if fold == part]
+        trained = [q for q, fold in zip(questions, folds, strict=True) if fold != part]
         model, _, documents = train_query_encoder(engine, trained, steps_matched, progress)
         _encoder(engine, model, f"out-of-fold-{part}", documents)
         engine.retriever.lexical = lexical.with_links(learn_term_links(trained), engine.settings.term_link_weight)
