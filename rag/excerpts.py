@@ -85,6 +85,7 @@ class ExcerptFinder:
     def __init__(self, engine) -> None:
         self.engine = engine
         self._texts = {d.doc_id: engine.corpus.text(d) for d in engine.corpus.documents}
+        self._numbered_as = {d.doc_id: d.numbered_as for d in engine.corpus.documents}
         spans: dict[tuple[str, str], tuple[int, int]] = {}
         for c in engine.index.chunks:
             start, end = spans.get((c.doc_id, c.section), (c.start, c.end))
@@ -108,8 +109,10 @@ class ExcerptFinder:
         pinpoint = next((p.pinpoint for p in self._paragraphs[(chunk.doc_id, chunk.section)]
                          if p.start <= where < p.end), "")
         part = section_citation(chunk.section)
-        if chunk.section.startswith("Paragraph ") and re.fullmatch(r"\(\d+\)", pinpoint):
-            pinpoint = ""  # the section is the paragraph (a subtitle line is not a paragraph of its own)
+        if chunk.section.startswith(f"{self._numbered_as[chunk.doc_id]} ") and re.fullmatch(r"\(\d+\)", pinpoint):
+            # The section is the numbered paragraph ("principle 9", not "principle 9(9)"; a subtitle
+            # line is not a paragraph of its own).
+            pinpoint = ""
         if pinpoint and part == chunk.section:  # "Preamble, para. 3", not "Preamble(3)"
             number, _, rest = pinpoint[1:].partition(")")
             pinpoint = f", para. {number}{rest}"

@@ -46,6 +46,10 @@ def test_section_citation(section, cited):
      "US DA-ASAT test commitment fact sheet (2022), para. 1"),
     ("outer-space-treaty-1967/preamble/1", "Recognizing the common interest",
      "Outer Space Treaty (1967), Preamble, para. 3"),
+    ("unga-declaration-of-legal-principles-1963/principle-9/1", "States shall regard astronauts",
+     "Declaration of Legal Principles (1963), principle 9"),
+    ("unga-nuclear-power-sources-principles-1992/principle-2/1", "2. For the purpose of principle 9",
+     "NPS Principles (1992), principle 2(2)"),
 ])
 def test_formal_citation_pinpoints_the_paragraph(real_engine, finder, chunk_id, phrase, cited):
     c = chunk(real_engine, chunk_id, phrase)
