@@ -21,7 +21,7 @@ from rag.learn.answerability import (
     outcome,
     sigmoid,
 )
-from rag.learn.questions import Question, load_questions
+from rag.learn.questions import Question
 from rag.learn.train_answerability import (
     OFF_TOPIC,
     _fit_forest,
@@ -293,39 +293,6 @@ def test_training_is_deterministic_for_a_seed(real_engine, tmp_path):
     model = load_answerability(tmp_path / "one", real_engine.retriever.query_embedder.name,
                                real_engine.answerability.reader)
     assert model is not None and model.meta["questions"] == len(questions)
-
-
-@pytest.mark.slow
-def test_twins_train_the_pair_model_and_not_the_answer_model(real_engine, tmp_path, monkeypatch):
-    import rag.learn.train_answerability as training
-
-    rows = [json.loads(line) for line in (ROOT / "training" / "questions.jsonl").read_text().splitlines()]
-    picked = [r for r in rows if r["answerable"]][:160:2] + [r for r in rows if not r["answerable"]][:40]
-    questions = [Question(r["id"], r["style"], r["question"], r["answerable"], r.get("doc"), r.get("quote"),
-                          r.get("near"), r.get("kind")) for r in picked]
-    twins = load_questions(ROOT / "training" / "near_miss_twins.jsonl")[:30]
-    seen: dict[str, list[str]] = {}
-
-    def pair_scores(embedder, qs, drafts, labels, parts, config, progress=False):
-        seen["scored"] = [q.id for q in qs]
-        return np.array([float(q.answerable) for q in qs])
-
-    def pair_model(embedder, pairs, config, progress=False):
-        return None, None
-
-    monkeypatch.setattr(training, "out_of_fold_pair_scores", pair_scores)
-    monkeypatch.setattr(training, "train_pair_model", pair_model)
-    monkeypatch.setattr(training, "save_pair_lora", lambda model, folder, config: None)
-    monkeypatch.setattr(training, "training_pairs",
-                        lambda qs, drafts, labels: seen.setdefault("pairs", [q.id for q in qs]))
-    with_twins = train_answerability(real_engine, questions + twins, tmp_path / "with", seed=1, cache_dir=tmp_path,
-                                     pair_dir=tmp_path / "pair")
-    assert {q.id for q in twins} <= set(seen["scored"]) & set(seen["pairs"])
-    without = train_answerability(real_engine, questions, tmp_path / "without", seed=1, cache_dir=tmp_path,
-                                  pair_dir=tmp_path / "pair")
-    assert with_twins["trained_on"] == without["trained_on"]
-    assert with_twins["held_out_folds"] == without["held_out_folds"]
-    assert (tmp_path / "with" / WEIGHTS_FILE).read_bytes() == (tmp_path / "without" / WEIGHTS_FILE).read_bytes()
 
 
 @pytest.mark.slow

@@ -234,21 +234,13 @@ def train_answerability(engine, questions: list[Question], out_dir: Path, seed: 
     all_drafts = [None if engine.refusal(d) or not d.candidates or q.id in gated else d
                   for q, d in zip(questions, drafts, strict=True)]
     kept = [i for i, d in enumerate(all_drafts) if d is not None]
-    pair_qs = [questions[i] for i in kept]
-    pair_drafts = [all_drafts[i] for i in kept]
-    pair_keys = split_keys(pair_qs)
-    # Twins (answerable questions written to mirror a near miss) teach the pair model only: it reads
-    # the question against each sentence and can tell the two apart, whereas the answer model's
-    # features read the same retrieved sentences for both and would learn the near miss's provision
-    # as answerable.
-    own = [i for i, q in enumerate(pair_qs) if q.twin_of is None]
-    qs = [pair_qs[i] for i in own]
-    drafts = [pair_drafts[i] for i in own]
-    refused = [questions[i] for i, d in enumerate(all_drafts) if d is None and questions[i].twin_of is None]
+    qs = [questions[i] for i in kept]
+    drafts = [all_drafts[i] for i in kept]
     reader = FeatureReader(engine.composer, engine.vocabulary)
     rows = _Rows(reader, drafts)
     y = np.array([q.answerable for q in qs], dtype=int)
-    folds = np.array([fold_of(key, seed) for key in (pair_keys[i] for i in own)])
+    keys = split_keys(qs)
+    folds = np.array([fold_of(key, seed) for key in keys])
     labels = {i: sentence_labels(drafts[i], qs[i].quote) for i in range(len(qs)) if qs[i].answerable}
 
     def fit_sentence(train: list[int]) -> dict[str, np.ndarray]:
@@ -264,11 +256,10 @@ def train_answerability(engine, questions: list[Question], out_dir: Path, seed: 
     if pair_dir is not None:
         pair_training = pair_training or PairTraining(seed=seed)
         embedder = engine.settings.embedder
-        parts = np.array([fold_of(key, seed, PAIR_PARTS) for key in pair_keys])
-        pair_scores = out_of_fold_pair_scores(embedder, pair_qs, pair_drafts, sentence_labels, parts, pair_training,
-                                              progress)[own]
-        pair_model, _ = train_pair_model(embedder, training_pairs(pair_qs, pair_drafts, sentence_labels),
-                                         pair_training, progress)
+        parts = np.array([fold_of(key, seed, PAIR_PARTS) for key in keys])
+        pair_scores = out_of_fold_pair_scores(embedder, qs, drafts, sentence_labels, parts, pair_training, progress)
+        pair_model, _ = train_pair_model(embedder, training_pairs(qs, drafts, sentence_labels), pair_training,
+                                         progress)
         save_pair_lora(pair_model, Path(pair_dir), pair_training)
 
     # Out-of-fold sentence and question scores, so the answer model learns from honest inputs.
@@ -293,6 +284,7 @@ def train_answerability(engine, questions: list[Question], out_dir: Path, seed: 
         held_out[test] = _fit_forest(x[~test], y[~test], seed).logit(x[test])
     slope, intercept = _platt(held_out, y)
     confidence = sigmoid(slope * held_out + intercept)
+    refused = [questions[i] for i, d in enumerate(all_drafts) if d is None]
     thresholds = choose_thresholds(qs, confidence, refused)
 
     sentence_w = fit_sentence(list(range(len(qs))))
