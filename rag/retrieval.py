@@ -112,7 +112,9 @@ class HybridRetriever:
         self.embed_query = lru_cache(maxsize=2048)(self._embed_query)
         self._blended_query = lru_cache(maxsize=2048)(self._blend_query)
         tuned = query_embedder is not self.embedder
-        self._untrained = (np.isin(self._doc_of, sorted(untrained_docs)) if tuned and untrained_docs
+        #: Documents the question encoder was not trained on (none when questions are embedded like passages).
+        self.untrained_docs = frozenset(untrained_docs) if tuned else frozenset()
+        self._untrained = (np.isin(self._doc_of, sorted(self.untrained_docs)) if self.untrained_docs
                            else np.zeros(len(self.chunks), dtype=bool))
         self._untrained_sentence = self._untrained[self._owners] if len(self._owners) else np.zeros(0, dtype=bool)
 

@@ -355,3 +355,32 @@ def test_a_follow_up_is_judged_as_the_question_it_stands_for(real_engine):
     # Liability in outer space: the Liability Convention or the Outer Space Treaty's Article VII.
     assert "liable" in answer.citations[0].quote
     assert {c.doc_id for c in answer.citations} & {"liability-convention-1972", "outer-space-treaty-1967"}
+
+
+LTS = "copuos-long-term-sustainability-guidelines-2019"
+
+
+@pytest.mark.slow
+def test_a_question_about_a_document_the_model_was_not_trained_on_escapes_the_topic_model(real_engine, monkeypatch):
+    # A topic model that calls everything off topic, as it called questions about a document it
+    # never saw (space weather, lasers) when half the documents were held out.
+    monkeypatch.setattr(real_engine.answerability, "off_topic_threshold", 0.0)
+    question = "How should satellite operators prepare for solar storms?"
+    assert real_engine.search(question)[0].chunk.doc_id == LTS
+    assert "outside space law and security" in real_engine.ask(question).text  # every document trained
+    monkeypatch.setattr(real_engine.retriever, "untrained_docs", frozenset({LTS}))
+    answer = real_engine.ask(question)
+    assert "outside space law and security" not in answer.text and answer.citations
+    # The level the tuned model carries decides: above every sentence, the topic model rules again.
+    monkeypatch.setattr(real_engine, "new_topic_similarity", 1.01)
+    assert "outside space law and security" in real_engine.ask(question).text
+
+
+@pytest.mark.slow
+def test_an_off_topic_question_landing_on_an_untrained_document_stays_off_topic(real_engine, monkeypatch):
+    question = "Which moon of Jupiter might have life?"
+    top = real_engine.search(question)[0].chunk.doc_id
+    monkeypatch.setattr(real_engine.retriever, "untrained_docs", frozenset({top}))
+    assert real_engine.new_topic_similarity is not None  # the shipped model carries its level
+    assert not real_engine.new_topic(real_engine.draft(question, real_engine.search(question)))
+    assert "outside space law and security" in real_engine.ask(question).text

@@ -37,7 +37,7 @@ from rag.learn.pair_model import PairTraining
 from rag.learn.query_model import QueryTraining, save_lora, train_query_model, training_examples
 from rag.learn.questions import Question, QuestionFileError, load_questions, split_keys
 from rag.learn.term_links import TERM_LINKS_FILE, learn_term_links, write_term_links
-from rag.learn.train_answerability import collect_drafts, train_answerability
+from rag.learn.train_answerability import OFF_TOPIC, collect_drafts, train_answerability
 from rag.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 OUT_OF_FOLD = 2
 #: Percentile of answerable questions' best-sentence similarity taken as the off-topic floor.
 OFF_TOPIC_PERCENTILE = 0.1
+#: Percentile of off-topic questions' best-sentence similarity above which a question about a
+#: document the model was not trained on escapes the topic model (``Engine.new_topic``).
+NEW_TOPIC_PERCENTILE = 98
 
 
 @dataclass(frozen=True)
@@ -184,6 +187,20 @@ def off_topic_threshold(engine: Engine, questions: list[Question], drafts: list[
     return round(float(np.percentile(best, OFF_TOPIC_PERCENTILE)), 4)
 
 
+def new_topic_similarity(engine: Engine, questions: list[Question]) -> float | None:
+    """The level of ``Engine.new_topic`` for the engine's question encoder: the
+    ``NEW_TOPIC_PERCENTILE``th percentile of the off-topic questions' best-sentence similarity
+    to their passages (None without off-topic questions). The encoder never trains on them."""
+    retriever = engine.retriever
+    best = []
+    for q in questions:
+        if q.kind == OFF_TOPIC:
+            hits = engine.search(q.question, engine.settings.answer_passages)
+            best.append(retriever.best_sentence(retriever.embed_query(q.question),
+                                                [retriever.position_of(h.chunk) for h in hits]))
+    return round(float(np.percentile(best, NEW_TOPIC_PERCENTILE)), 4) if best else None
+
+
 def tune(settings: Settings, extra: list[Path] | None = None, config: QueryTraining | None = None,
          progress: bool = False, answerability: bool = True, pair: PairTraining | None = None) -> TuneReport:
     """Train on the question set (and ``extra`` question files) and install the result in
@@ -218,6 +235,7 @@ def tune(settings: Settings, extra: list[Path] | None = None, config: QueryTrain
                 _encoder(engine, model, query_encoder_name(settings.embedder, file_digests(staged)), documents)
                 engine.off_topic_similarity = manifest["off_topic_similarity"] = off_topic_threshold(
                     engine, questions, drafts)
+                manifest["new_topic_similarity"] = new_topic_similarity(engine, questions)
                 engine.answerability = None
                 answerability_report = train_answerability(
                     engine, questions, staged / ANSWERABILITY, config.seed, drafts=drafts,
