@@ -384,3 +384,42 @@ def test_an_off_topic_question_landing_on_an_untrained_document_stays_off_topic(
     assert real_engine.new_topic_similarity is not None  # the shipped model carries its level
     assert not real_engine.new_topic(real_engine.draft(question, real_engine.search(question)))
     assert "outside space law and security" in real_engine.ask(question).text
+
+
+GNSS_NOTE = """# Note on interference with satellite navigation signals
+
+## 1. Jamming
+
+Jamming is the deliberate transmission of radio energy that drowns out the weak signals broadcast by navigation satellites. Receivers that lose the signal should raise an alarm within ten seconds and switch to a backup source of position and time.
+
+## 2. Spoofing
+
+Spoofing is the transmission of counterfeit navigation signals intended to make a receiver compute a false position or time. Operators should compare the position and time computed from satellite signals with independent sources and treat large differences as a sign of spoofing.
+"""
+
+
+@pytest.mark.slow
+def test_an_added_document_on_a_subject_the_training_questions_never_covered_is_answered(tmp_path):
+    # As a user would: `spacesec add`, then ask. Before new_topic, the topic model called
+    # "What is spoofing?" off topic: no training question is about navigation signals.
+    from conftest import copy_corpus, make_settings
+
+    from rag.embedding import Embedder
+    from rag.engine import Engine
+    from rag.index_store import build_index
+    from rag.ingest import add_documents
+
+    settings = make_settings(copy_corpus(tmp_path / "corpus"), tmp_path / "index")
+    note = tmp_path / "gnss-interference-note-2025.md"
+    note.write_text(GNSS_NOTE, encoding="utf-8")
+    embedder = Embedder(settings.embedder, settings.embed_batch_size)
+    add_documents([note], settings, rebuild=lambda staged: build_index(staged, embedder),
+                  title="Note on interference with satellite navigation signals", kind="guidelines", year=2025)
+    engine = Engine.load(settings, rebuild=False)
+    assert engine.retriever.untrained_docs == {"gnss-interference-note-2025"}
+    answer = engine.ask("What is spoofing?")
+    assert not answer.abstained, answer.text
+    assert answer.citations[0].doc_id == "gnss-interference-note-2025"
+    assert "counterfeit navigation signals" in answer.citations[0].quote
+    off = engine.ask("Recommend a good science fiction novel")
+    assert off.abstained and "outside space law and security" in off.text
