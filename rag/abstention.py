@@ -38,6 +38,11 @@ _PART_BEFORE = re.compile(r"\b(?:article|principle|guideline|section|paragraph|p
 _NAME_BEFORE = re.compile(r"\b(?:[A-Z][a-z]+|[A-Z]{2,}[\w-]*)[\s-]+$")  # "Cosmos 954", "ISO 24113"
 _INSTRUMENT_BEFORE = re.compile(rf"\b{_INSTRUMENT_NOUN}(?:\s+(?:of|no\.?))?\s+$", re.IGNORECASE)
 _INSTRUMENT_AFTER = re.compile(rf"\s+(?:[\w-]+\s+){{0,3}}{_INSTRUMENT_NOUN}\b", re.IGNORECASE)
+# An acronym names a text when an instrument noun follows within three words ("the FCC's deorbit
+# rule", "(SAR) convention", "IAEA-COPUOS Safety Framework") or precedes it ("rules of the FCC");
+# anywhere else, the noun is often a verb of the question's own ("Who do I report GPS jamming to?").
+_INSTRUMENT_AFTER_ACRONYM = re.compile(rf"(?:'s|\))?[\s-]*(?:[\w-]+\s+){{0,3}}{_INSTRUMENT_NOUN}\b", re.IGNORECASE)
+_INSTRUMENT_BEFORE_ACRONYM = re.compile(rf"\b{_INSTRUMENT_NOUN}\s+of\s+(?:the\s+)?\(?$", re.IGNORECASE)
 _MONTH_DATE = re.compile(r"\b(?:\d{1,2}\s+)?(?:January|February|March|April|May|June|July|August|"
                          r"September|October|November|December)\s+\d{4}\b")
 _NUMBER_WORDS = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
@@ -125,9 +130,10 @@ def name_terms(question: str) -> tuple[list[str], list[str]]:
         if acronym.upper() in _SAFE_ACRONYMS or acronym.upper().rstrip("S") in _SAFE_ACRONYMS:
             continue
         at = question.find(acronym)
-        near = question[max(0, at - 30):at + len(acronym) + 40]
-        (instruments if _IS_INSTRUMENT.search(near) or re.search(rf"{re.escape(acronym)}[\s-]+\d", near)
-         else others).append(acronym)
+        before, after = question[max(0, at - 40):at], question[at + len(acronym):]
+        named = (_INSTRUMENT_AFTER_ACRONYM.match(after) or _INSTRUMENT_BEFORE_ACRONYM.search(before)
+                 or re.match(r"[\s-]+\d", after))
+        (instruments if named else others).append(acronym)
     for run in _CAPITALISED_RUN.findall(question):
         name = _PART_WORD.sub(" ", run).strip()
         if not name:

@@ -89,6 +89,10 @@ def test_evidence_is_neutral_for_what_the_question_does_not_ask():
     ("What did resolution 77/41 call on States to do?", "77/41"),
     ("What does the UK Outer Space Act 1986 require?", "1986"),
     ("What does the FCC's five-year deorbit rule require?", "FCC"),
+    ("How does the maritime search and rescue (SAR) convention apply to a capsule at sea?", "SAR"),
+    ("What does the IAEA-COPUOS Safety Framework say about launch approval?", "IAEA-"),
+    ("Which rules of the FCC apply to small satellites?", "FCC"),
+    ("What does ISO 24113 require?", "ISO"),
 ])
 def test_instrument_names_are_told_from_a_questions_own_story(question, instrument):
     instruments, _ = name_terms(question)
@@ -101,6 +105,10 @@ def test_instrument_names_are_told_from_a_questions_own_story(question, instrume
     "A country deposits its instrument of accession on 1 June 2030. From what date is it bound?",
     "Is the European Space Agency treated like a State?",
     "What does Article 22 provide?",
+    # An instrument noun farther off, or used as a verb, makes no acronym a text's name.
+    "Who do I report GPS interference to?",
+    "A mission run by the European Space Agency breaches an obligation under the treaty. Is only ESA responsible?",
+    "Suppose four governments, including the UK, USSR and US, had ratified the treaty. Was that enough?",
 ])
 def test_names_in_a_scenario_do_not_refuse_it(question):
     vocabulary = Vocabulary(["States Parties shall consult. The Liability Convention applies to claims."])
