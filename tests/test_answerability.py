@@ -29,6 +29,7 @@ from rag.learn.train_answerability import (
     choose_thresholds,
     cross_fitted_outcomes,
     expected_calibration_error,
+    styles_crowded_out,
     train_answerability,
     write_artifacts,
 )
@@ -69,6 +70,21 @@ def test_thresholds_keep_false_refusals_within_the_limit():
     refused = np.sum(confidence[:200] < partial)
     assert refused <= 0.02 * 200 and partial > 0.05
     assert np.mean(confidence[:200] < answer) <= 0.11 and answer >= partial
+
+
+def test_rules_that_use_up_a_styles_budget_leave_the_model_no_refusals_and_say_so():
+    """Half the documents held out, the topic model alone refused 2.2% of keyword questions: the
+    model could refuse none, and every question it would have refused got a partial answer."""
+    answerable = [Question(f"a{i}", "keyword", "q", True, "d", "quote") for i in range(200)]
+    unanswerable = [Question(f"u{i}", "unanswerable", "q", False, kind="near-miss") for i in range(50)]
+    confidence = np.concatenate([np.linspace(0.05, 1.0, 200), np.linspace(0.0, 0.5, 50)])
+    by_rules = [Question(f"r{i}", "keyword", "q", True, "d", "quote") for i in range(5)]  # 5 of 205
+    assert styles_crowded_out(answerable + unanswerable, by_rules) == ["keyword"]
+    assert choose_thresholds(answerable + unanswerable, confidence, by_rules)["partial"] == 0.0
+    assert styles_crowded_out(answerable + unanswerable, by_rules[:4]) == []  # 4 of 204 is within 2%
+    level = choose_thresholds(answerable + unanswerable, confidence, by_rules[:4])["partial"]
+    assert np.sum(confidence[:200] < level) == 0  # at the limit: no answerable question left to refuse
+    assert choose_thresholds(answerable + unanswerable, confidence, by_rules[:2])["partial"] > 0.05
 
 
 def _figures_others_and_misses(miss: str, kind: str) -> list[Question]:

@@ -286,6 +286,12 @@ def train_answerability(engine, questions: list[Question], out_dir: Path, seed: 
     confidence = sigmoid(slope * held_out + intercept)
     refused = [questions[i] for i, d in enumerate(all_drafts) if d is None]
     thresholds = choose_thresholds(qs, confidence, refused)
+    crowded = styles_crowded_out(qs, refused)
+    if crowded:
+        log.warning("rules and the topic model alone refuse more than %g%% of the answerable %s questions, "
+                    "so the model may refuse none of them: it hedges what it would refuse "
+                    "(docs/ANSWERS.md, 'Documents the model was not trained on')",
+                    100 * MAX_FALSE_ABSTENTION, " and ".join(crowded))
 
     sentence_w = fit_sentence(list(range(len(qs))))
     question_w = _fit_linear(rows.vectors, y, 1.0, seed)
@@ -356,6 +362,21 @@ def quantity_group(questions: list[Question]) -> np.ndarray:
     return np.array([asked_for(q.question).quantity for q in questions], dtype=int)
 
 
+def _style_counts(qs: list[Question], refused: list[Question]) -> tuple[dict[str, int], dict[str, int]]:
+    """Per answerable style: (questions the rules refused, all questions of the style)."""
+    styles = sorted({q.style for q in qs if q.answerable})
+    rules = {s: sum(q.answerable and q.style == s for q in refused) for s in styles}
+    return rules, {s: sum(q.answerable and q.style == s for q in qs) + rules[s] for s in styles}
+
+
+def styles_crowded_out(qs: list[Question], refused: list[Question]) -> list[str]:
+    """Styles of answerable questions (of ``MIN_STYLE_QUESTIONS`` or more) that the rules alone
+    refuse more often than ``MAX_FALSE_ABSTENTION``: ``choose_thresholds`` then leaves the model
+    no refusals at all (a level of 0), and every question it would refuse gets a partial answer."""
+    rules, sizes = _style_counts(qs, refused)
+    return [s for s in sizes if sizes[s] >= MIN_STYLE_QUESTIONS and rules[s] > MAX_FALSE_ABSTENTION * sizes[s]]
+
+
 def choose_thresholds(qs: list[Question], confidence: np.ndarray, refused: list[Question]) -> dict[str, float]:
     """The "not found" thresholds ("partial": questions asking for neither a figure nor a date;
     "partial_quantity": those asking for one, never above "partial") and the "answer" threshold.
@@ -367,10 +388,9 @@ def choose_thresholds(qs: list[Question], confidence: np.ndarray, refused: list[
     answer, answers are partial."""
     group = quantity_group(qs)
     answerable = np.array([q.answerable for q in qs])
-    styles = sorted({q.style for q in qs if q.answerable})
     style_of = np.array([q.style if q.answerable else "" for q in qs])
-    rules = {s: sum(q.answerable and q.style == s for q in refused) for s in styles}
-    sizes = {s: int((style_of == s).sum()) + rules[s] for s in styles}
+    rules, sizes = _style_counts(qs, refused)
+    styles = sorted(sizes)
     everyone = sum(sizes.values())
     # Answerable and unanswerable confidences per group (and per style), sorted for counting.
     sorted_by = {(g, s): np.sort(confidence[(group == g) & (style_of == s)]) for g in (0, 1) for s in styles}
