@@ -9,8 +9,13 @@ import re
 
 import numpy as np
 import pytest
+from conftest import copy_corpus, make_settings
 
+from rag.embedding import Embedder
+from rag.engine import Engine
 from rag.evaluation import Item, question_items, score_answers
+from rag.index_store import build_index
+from rag.ingest import add_documents
 from rag.learn.answerability import (
     META_FILE,
     QUOTE_FLOOR,
@@ -418,13 +423,6 @@ Spoofing is the transmission of counterfeit navigation signals intended to make 
 def test_an_added_document_on_a_subject_the_training_questions_never_covered_is_answered(tmp_path):
     # As a user would: `spacesec add`, then ask. Before new_topic, the topic model called
     # "What is spoofing?" off topic: no training question is about navigation signals.
-    from conftest import copy_corpus, make_settings
-
-    from rag.embedding import Embedder
-    from rag.engine import Engine
-    from rag.index_store import build_index
-    from rag.ingest import add_documents
-
     settings = make_settings(copy_corpus(tmp_path / "corpus"), tmp_path / "index")
     note = tmp_path / "gnss-interference-note-2025.md"
     note.write_text(GNSS_NOTE, encoding="utf-8")
