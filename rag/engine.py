@@ -73,9 +73,9 @@ class Engine:
     #: Below this best sentence similarity a question is off topic; it depends on the question
     #: encoder (the tuned model brings its own, fitted by ``spacesec tune``).
     off_topic_similarity: float = 0.27
-    #: Above this best sentence similarity, a question whose best passage is in a document the
-    #: tuned model was not trained on is on topic whatever the topic model reads (``new_topic``).
-    new_topic_similarity: float | None = None
+    #: At or above this best sentence similarity a question is on topic whatever the topic model
+    #: reads (``near_corpus``); None: the topic model decides alone.
+    near_corpus_similarity: float | None = None
 
     @classmethod
     def load(cls, settings: Settings, rebuild: bool = True, embedder: Embedder | None = None) -> Engine:
@@ -132,7 +132,7 @@ class Engine:
                      if tuned else settings.off_topic_similarity)
         return cls(settings, corpus, index, retriever, catalogue, composer, vocabulary,
                    make_chat_model(settings), answerability, ModelSlots(settings.llm_max_concurrent), off_topic,
-                   tuned.manifest.get("new_topic_similarity") if tuned else None)
+                   tuned.manifest.get("near_corpus_similarity") if tuned else None)
 
     @property
     def llm_available(self) -> bool:
@@ -183,7 +183,7 @@ class Engine:
             if history and is_follow_up(asked):
                 query = standalone_query(asked, clean_history(history), self.catalogue, self.settings.history_turns)
                 judged = self.draft(query, hits) if query != asked else draft
-            if self.answerability.off_topic(judged) and not self.new_topic(judged):
+            if self.answerability.off_topic(judged) and not self.near_corpus(judged):
                 return abstain(question, OFF_TOPIC_REASON, hits)
             scores = self.answerability.sentence_scores(judged)
             judgement = self.answerability.judge(judged, scores)
@@ -241,17 +241,19 @@ class Engine:
         model (a text the corpus does not hold, today's facts, off topic), or None."""
         return unanswerable_reason(draft.content, self.vocabulary) or self._off_topic(draft.vector, draft.hits)
 
-    def new_topic(self, draft: Draft) -> bool:
-        """Whether the question is about a document the tuned model was not trained on, which its
-        topic model cannot judge: it learned the subjects of the trained documents' questions, and
-        called questions about a document a user adds (space weather, lasers) off topic. The best
-        passage is in such a document, and a sentence there is nearer the question than almost
-        every off-topic question comes to any sentence (``new_topic_similarity``)."""
-        untrained, level = self.retriever.untrained_docs, self.new_topic_similarity
-        if level is None or not draft.hits or draft.hits[0].chunk.doc_id not in untrained:
-            return False
-        positions = [self.retriever.position_of(h.chunk) for h in draft.hits if h.chunk.doc_id in untrained]
-        return self.retriever.best_sentence(draft.vector, positions) >= level
+    def near_corpus(self, draft: Draft) -> bool:
+        """Whether a sentence of the retrieved passages is nearer the question than almost every
+        off-topic question comes to any sentence (``near_corpus_similarity``): the question is
+        then on topic, whatever the topic model reads. The topic model knows only the subjects
+        of its training questions: it called questions about a document a user adds (space
+        weather, lasers) off topic, and keyword queries and plain wordings of trained ones
+        ("space reactor fuel type", "crew splashdown international waters help")."""
+        level = self.near_corpus_similarity
+        return level is not None and self.best_retrieved_sentence(draft.vector, draft.hits) >= level
+
+    def best_retrieved_sentence(self, vector, hits: list[Hit]) -> float:
+        """The highest similarity of a question's ``vector`` to a sentence of the passages ``hits``."""
+        return self.retriever.best_sentence(vector, [self.retriever.position_of(h.chunk) for h in hits])
 
     def _off_topic(self, vector, hits: list[Hit]) -> str | None:
         """A question no sentence of the corpus comes near is outside space law and security.
@@ -261,7 +263,7 @@ class Engine:
         sentences of the passages nearest the question in the FAISS index (a sentence that
         near lies in a passage that near), so no question reads every sentence vector."""
         retriever, threshold = self.retriever, self.off_topic_similarity
-        best = retriever.best_sentence(vector, [retriever.position_of(h.chunk) for h in hits])
+        best = self.best_retrieved_sentence(vector, hits)
         if best < threshold and len(self.index.chunks) <= self.settings.exact_search_max_passages:
             best = float((self.index.sentence_vectors @ vector).max(initial=-1.0))
         elif best < threshold:

@@ -259,9 +259,9 @@ def test_an_answered_question_leads_with_the_sentence_that_answers(real_engine):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("question", ["Is China a member of CSpO?",
-                                      "Should countries warn others before moving their satellites?"])
-def test_sentences_the_model_rules_out_are_not_quoted_after_the_lead(real_engine, question):
+def test_sentences_the_model_rules_out_are_not_quoted_after_the_lead(real_engine):
+    # Without the floor, the sentence on the procedures' duration would be quoted second.
+    question = "Should countries warn others before moving their satellites?"
     draft = real_engine.draft(question, real_engine.search(question, real_engine.settings.answer_passages))
     scores = real_engine.answerability.sentence_scores(draft)
     ruled_out = [p.hit.chunk.text[p.start:p.end] for p, s in zip(draft.candidates, scores) if s < QUOTE_FLOOR]
@@ -317,7 +317,7 @@ def test_training_is_deterministic_for_a_seed(real_engine, tmp_path):
 
 
 @pytest.mark.slow
-def test_off_topic_questions_train_the_topic_model_only(real_engine, tmp_path):
+def test_off_topic_questions_train_the_topic_model_only(real_engine, tmp_path, monkeypatch):
     rows = [json.loads(line) for line in (ROOT / "training" / "questions.jsonl").read_text().splitlines()]
     off = [json.loads(line) for line in (ROOT / "training" / "off_topic.jsonl").read_text().splitlines()]
     picked = [r for r in rows if r["answerable"]][:200:2] + [r for r in rows if not r["answerable"]][:30] + off[:60]
@@ -330,6 +330,11 @@ def test_off_topic_questions_train_the_topic_model_only(real_engine, tmp_path):
     model = load_answerability(tmp_path / "model", real_engine.retriever.query_embedder.name,
                                real_engine.answerability.reader)
     assert model.topic is not None and 0.5 <= model.off_topic_threshold < 1.0
+    # Questions near the corpus escape the topic model in `ask`, so training counts none of them
+    # as its refusals (they would use up the false-refusal budget the thresholds are chosen under).
+    monkeypatch.setattr(real_engine, "near_corpus_similarity", -1.0)
+    near = train_answerability(real_engine, questions, tmp_path / "near", seed=0, cache_dir=tmp_path)
+    assert near["off_topic"]["called_off_topic"] == 0 and near["off_topic"]["answerable_called_off_topic"] == 0
     without = train_answerability(real_engine, [q for q in questions if q.kind != OFF_TOPIC], tmp_path / "plain",
                                   seed=0, cache_dir=tmp_path)
     assert "off_topic" not in without["thresholds"]
@@ -382,28 +387,25 @@ LTS = "copuos-long-term-sustainability-guidelines-2019"
 
 
 @pytest.mark.slow
-def test_a_question_about_a_document_the_model_was_not_trained_on_escapes_the_topic_model(real_engine, monkeypatch):
-    # A topic model that calls everything off topic, as it called questions about a document it
-    # never saw (space weather, lasers) when half the documents were held out.
+def test_a_question_near_a_sentence_of_the_corpus_escapes_the_topic_model(real_engine, monkeypatch):
+    # A topic model that calls everything off topic, as it called keyword queries ("space reactor
+    # fuel type") and questions about a document it never saw (space weather, lasers).
     monkeypatch.setattr(real_engine.answerability, "off_topic_threshold", 0.0)
     question = "How should satellite operators prepare for solar storms?"
     assert real_engine.search(question)[0].chunk.doc_id == LTS
-    assert "outside space law and security" in real_engine.ask(question).text  # every document trained
-    monkeypatch.setattr(real_engine.retriever, "untrained_docs", frozenset({LTS}))
+    assert real_engine.near_corpus_similarity is not None  # the shipped model carries its level
     answer = real_engine.ask(question)
     assert "outside space law and security" not in answer.text and answer.citations
-    # The level the tuned model carries decides: above every sentence, the topic model rules again.
-    monkeypatch.setattr(real_engine, "new_topic_similarity", 1.01)
+    # The level decides: above every sentence, the topic model rules again.
+    monkeypatch.setattr(real_engine, "near_corpus_similarity", 1.01)
     assert "outside space law and security" in real_engine.ask(question).text
 
 
 @pytest.mark.slow
-def test_an_off_topic_question_landing_on_an_untrained_document_stays_off_topic(real_engine, monkeypatch):
+def test_an_off_topic_question_is_not_near_the_corpus(real_engine, monkeypatch):
+    monkeypatch.setattr(real_engine.answerability, "off_topic_threshold", 0.0)
     question = "Which moon of Jupiter might have life?"
-    top = real_engine.search(question)[0].chunk.doc_id
-    monkeypatch.setattr(real_engine.retriever, "untrained_docs", frozenset({top}))
-    assert real_engine.new_topic_similarity is not None  # the shipped model carries its level
-    assert not real_engine.new_topic(real_engine.draft(question, real_engine.search(question)))
+    assert not real_engine.near_corpus(real_engine.draft(question, real_engine.search(question)))
     assert "outside space law and security" in real_engine.ask(question).text
 
 
@@ -421,8 +423,8 @@ Spoofing is the transmission of counterfeit navigation signals intended to make 
 
 @pytest.mark.slow
 def test_an_added_document_on_a_subject_the_training_questions_never_covered_is_answered(tmp_path):
-    # As a user would: `spacesec add`, then ask. Before new_topic, the topic model called
-    # "What is spoofing?" off topic: no training question is about navigation signals.
+    # As a user would: `spacesec add`, then ask. Before `Engine.near_corpus`, the topic model
+    # called "What is spoofing?" off topic: no training question is about navigation signals.
     settings = make_settings(copy_corpus(tmp_path / "corpus"), tmp_path / "index")
     note = tmp_path / "gnss-interference-note-2025.md"
     note.write_text(GNSS_NOTE, encoding="utf-8")

@@ -195,7 +195,7 @@ def test_documents_the_model_was_not_trained_on_keep_the_installed_models_scores
     positions = {c.doc_id: i for i, c in reversed(list(enumerate(engine.index.chunks)))}
     untrained, trained = positions["moon-agreement-1979"], positions["outer-space-treaty-1967"]
     assert "moon-agreement-1979" in retriever.untrained_docs and "outer-space-treaty-1967" not in retriever.untrained_docs
-    assert engine.new_topic_similarity is None  # trained without off-topic questions: no level
+    assert engine.near_corpus_similarity is None  # trained without off-topic questions: no level
     scores = retriever.chunk_similarities(question, np.array([untrained, trained]))
     base = retriever.embedder.embed([question])[0]
     assert scores[0] == pytest.approx(float(engine.index.vectors[untrained] @ base), abs=1e-5)
@@ -232,9 +232,9 @@ def test_tune_trains_the_answerability_model_on_out_of_fold_drafts(workspace, tm
     assert engine.answerability is not None  # tied to this encoder by its weights' digest
     assert engine.answerability.meta["embedder"] == engine.retriever.query_embedder.name
     assert engine.off_topic_similarity == manifest["off_topic_similarity"]
-    # The level above which a question about a document it was not trained on escapes the topic model.
-    assert manifest["off_topic_similarity"] < manifest["new_topic_similarity"] < 1.0
-    assert engine.new_topic_similarity == manifest["new_topic_similarity"]
+    # The level at which a question near a sentence of the corpus escapes the topic model.
+    assert manifest["off_topic_similarity"] < manifest["near_corpus_similarity"] < 1.0
+    assert engine.near_corpus_similarity == manifest["near_corpus_similarity"]
     # The pair model: trained with it, exported with the index, read by the answer model.
     assert manifest["pair_training"]["max_length"] == 64
     assert (full.tuned_model_dir / PAIR_LORA / "adapter_model.safetensors").is_file()

@@ -22,6 +22,7 @@ import pickle
 import time
 import warnings
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -225,7 +226,7 @@ def train_answerability(engine, questions: list[Question], out_dir: Path, seed: 
     started = time.perf_counter()
     warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")
     drafts = drafts if drafts is not None else collect_drafts(engine, questions, cache_dir)
-    topic_w, topic_t, gated = _fit_topic(questions, drafts, seed)
+    topic_w, topic_t, gated = _fit_topic(questions, drafts, seed, engine.near_corpus)
     off_topic = [q for q in questions if q.kind == OFF_TOPIC]
     off_topic_by_rules = {q.id for q, d in zip(questions, drafts, strict=True)
                           if q.kind == OFF_TOPIC and (engine.refusal(d) or not d.candidates)}
@@ -333,13 +334,14 @@ def _off_topic_report(off_topic: list[Question], by_rules: set[str], gated: set[
             "answerable_called_off_topic": sum(q.answerable and q.id in gated for q in on_topic)}
 
 
-def _fit_topic(questions: list[Question], drafts: list[Draft], seed: int
+def _fit_topic(questions: list[Question], drafts: list[Draft], seed: int, near_corpus: Callable[[Draft], bool]
                ) -> tuple[dict[str, np.ndarray] | None, float, set[str]]:
     """The topic model: a logistic regression over the question's vector, off-topic questions
     against the question set's (answerable and near misses alike: both are on topic). Its
-    threshold lets at most ``MAX_OFF_TOPIC_ANSWERABLE`` of answerable questions through as off
-    topic on held-out folds. Returns (weights or None without off-topic questions, threshold,
-    ids of the questions called off topic on held-out folds)."""
+    threshold calls at most ``MAX_OFF_TOPIC_ANSWERABLE`` of answerable questions off topic on
+    held-out folds. Returns (weights or None without off-topic questions, threshold, ids of the
+    questions it refuses on held-out folds: called off topic, naming no document of the corpus
+    and not ``near_corpus``, as ``Engine.ask`` decides)."""
     if not any(q.kind == OFF_TOPIC for q in questions):
         return None, 1.0, set()
     x = np.array([d.vector for d in drafts], dtype=np.float64)
@@ -352,7 +354,8 @@ def _fit_topic(questions: list[Question], drafts: list[Draft], seed: int
     answerable = np.array([q.answerable for q in questions])
     threshold = max(0.5, float(np.quantile(held_out[answerable], 1.0 - MAX_OFF_TOPIC_ANSWERABLE))) \
         if answerable.any() else 0.5
-    gated = {q.id for q, d, p in zip(questions, drafts, held_out, strict=True) if p > threshold and not d.cues.doc_ids}
+    gated = {q.id for q, d, p in zip(questions, drafts, held_out, strict=True)
+             if p > threshold and not d.cues.doc_ids and not near_corpus(d)}
     return _fit_linear(x, y, 1.0, seed, balanced=True), threshold, gated
 
 

@@ -46,9 +46,9 @@ log = logging.getLogger(__name__)
 OUT_OF_FOLD = 2
 #: Percentile of answerable questions' best-sentence similarity taken as the off-topic floor.
 OFF_TOPIC_PERCENTILE = 0.1
-#: Percentile of off-topic questions' best-sentence similarity above which a question about a
-#: document the model was not trained on escapes the topic model (``Engine.new_topic``).
-NEW_TOPIC_PERCENTILE = 98
+#: Percentile of off-topic questions' best-sentence similarity at or above which a question
+#: escapes the topic model (``Engine.near_corpus``).
+NEAR_CORPUS_PERCENTILE = 98
 
 
 @dataclass(frozen=True)
@@ -182,23 +182,19 @@ def off_topic_threshold(engine: Engine, questions: list[Question], drafts: list[
     """The best-sentence similarity below which a question is off topic, for a tuned encoder:
     the 0.1th percentile over the answerable questions' out-of-fold drafts (the installed
     model's 0.27 would refuse about 1% of them)."""
-    best = [engine.retriever.best_sentence(d.vector, [engine.retriever.position_of(h.chunk) for h in d.hits])
+    best = [engine.best_retrieved_sentence(d.vector, d.hits)
             for q, d in zip(questions, drafts, strict=True) if q.answerable and d.hits]
     return round(float(np.percentile(best, OFF_TOPIC_PERCENTILE)), 4)
 
 
-def new_topic_similarity(engine: Engine, questions: list[Question]) -> float | None:
-    """The level of ``Engine.new_topic`` for the engine's question encoder: the
-    ``NEW_TOPIC_PERCENTILE``th percentile of the off-topic questions' best-sentence similarity
+def near_corpus_similarity(engine: Engine, questions: list[Question]) -> float | None:
+    """The level of ``Engine.near_corpus`` for the engine's question encoder: the
+    ``NEAR_CORPUS_PERCENTILE``th percentile of the off-topic questions' best-sentence similarity
     to their passages (None without off-topic questions). The encoder never trains on them."""
-    retriever = engine.retriever
-    best = []
-    for q in questions:
-        if q.kind == OFF_TOPIC:
-            hits = engine.search(q.question, engine.settings.answer_passages)
-            best.append(retriever.best_sentence(retriever.embed_query(q.question),
-                                                [retriever.position_of(h.chunk) for h in hits]))
-    return round(float(np.percentile(best, NEW_TOPIC_PERCENTILE)), 4) if best else None
+    best = [engine.best_retrieved_sentence(engine.retriever.embed_query(q.question),
+                                           engine.search(q.question, engine.settings.answer_passages))
+            for q in questions if q.kind == OFF_TOPIC]
+    return round(float(np.percentile(best, NEAR_CORPUS_PERCENTILE)), 4) if best else None
 
 
 def tune(settings: Settings, extra: list[Path] | None = None, config: QueryTraining | None = None,
@@ -235,7 +231,10 @@ def tune(settings: Settings, extra: list[Path] | None = None, config: QueryTrain
                 _encoder(engine, model, query_encoder_name(settings.embedder, file_digests(staged)), documents)
                 engine.off_topic_similarity = manifest["off_topic_similarity"] = off_topic_threshold(
                     engine, questions, drafts)
-                manifest["new_topic_similarity"] = new_topic_similarity(engine, questions)
+                # Set before the answerability model is trained: the topic model's refusals it counts
+                # against the false-refusal budget leave out the questions near the corpus.
+                engine.near_corpus_similarity = manifest["near_corpus_similarity"] = near_corpus_similarity(
+                    engine, questions)
                 engine.answerability = None
                 answerability_report = train_answerability(
                     engine, questions, staged / ANSWERABILITY, config.seed, drafts=drafts,
