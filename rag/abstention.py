@@ -56,8 +56,28 @@ _ASKS_NUMBER = re.compile(r"\b(how (?:many|much|long|far|high|soon)|what (?:alti
 _ASKS_DATE = re.compile(r"^\W*when\b|\b(?:what|which) (?:year|date)\b", re.IGNORECASE)
 
 
+#: A name of capitalised words, with small linking words inside ("Group of Governmental Experts").
+_SPELLED_OUT = re.compile(r"\b[A-Z][\w-]*(?:\s+(?:(?:of|for|on|and|in|the)\s+)*[A-Z][\w-]*)+")
+#: Fewest letters of an acronym read from a name's initials.
+_MIN_INITIALS = 3
+
+
+def spelled_out_acronyms(text: str) -> set[str]:
+    """The acronyms the capitalised names in ``text`` spell, lower-cased: the initials of each
+    run of three or more of a name's words ("Group of Governmental Experts on Transparency and
+    Confidence-Building Measures" -> "gge", "tcbm", ...). The corpus mentions the "GGE" when
+    it names the group in full."""
+    acronyms = set()
+    for name in _SPELLED_OUT.findall(text):
+        initials = "".join(word[0] for word in re.split(r"[\s-]+", name) if word[:1].isupper()).lower()
+        acronyms.update(initials[a:b] for a in range(len(initials))
+                        for b in range(a + _MIN_INITIALS, len(initials) + 1))
+    return acronyms
+
+
 class Vocabulary:
-    """Every word and number the corpus and its catalogue of titles and aliases contain."""
+    """Every word and number the corpus and its catalogue of titles and aliases contain, and
+    the acronyms of the names they spell out."""
 
     def __init__(self, texts: Iterable[str]) -> None:
         joined = "\n".join(texts)
@@ -65,7 +85,7 @@ class Vocabulary:
         #: The lower-cased texts, one string per source (never joined: at a million passages
         #: the corpus's is 300 MB, and a copy per question or per extension would double it).
         self._texts = (lower,) if lower else ()
-        self._tokens = set(re.findall(r"[a-z0-9]+(?:[./-][a-z0-9]+)*", lower))
+        self._tokens = set(re.findall(r"[a-z0-9]+(?:[./-][a-z0-9]+)*", lower)) | spelled_out_acronyms(joined)
 
     def save(self, text_file: Path, tokens_file: Path) -> None:
         """Write what ``load`` reads back, so a large corpus is not scanned at every start."""

@@ -38,7 +38,7 @@ from rag.verified_files import first_unsound, hash_files
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # 2: BM25, answer tables and the ONNX export saved with the build
+FORMAT_VERSION = 3  # 2: BM25, answer tables and the ONNX export saved with the build; 3: acronyms in the vocabulary
 CHUNKS_FILE, VECTORS_FILE, FAISS_FILE, MANIFEST_FILE = (
     "chunks.jsonl", "vectors.npy", "dense.faiss", "manifest.json")
 # Answer sentences: (chunk index, start, end) in the chunk's text, and their vectors.

@@ -120,6 +120,18 @@ def test_an_identifier_inside_a_document_symbol_is_mentioned():
     assert vocabulary.mentions("68/189")
 
 
+def test_an_acronym_of_a_name_the_corpus_spells_out_is_mentioned():
+    vocabulary = Vocabulary([("the report of the Group of Governmental Experts on Transparency and "
+                              "Confidence-Building Measures in Outer Space Activities, and the standards of the "
+                              "Consultative Committee for Space Data Systems")])
+    assert all(vocabulary.mentions(a) for a in ("GGE", "TCBM", "CCSDS"))
+    assert unanswerable_reason("What does the GGE report recommend?", vocabulary) is None
+    # An acronym of no name the corpus holds still names a text it lacks.
+    assert not vocabulary.mentions("FCC")
+    assert unanswerable_reason("What does the FCC rule on deorbiting say?", vocabulary) == \
+        "the corpus does not mention \u201cFCC\u201d"
+
+
 def test_an_extended_vocabulary_mentions_what_either_part_holds_without_copying_it():
     corpus = Vocabulary(["Liability for damage caused by space objects"])
     extended = corpus.extended(["Outer Space Treaty", "OST"])
