@@ -17,6 +17,7 @@ from rag.evaluation import Item, question_items, score_answers
 from rag.index_store import build_index
 from rag.ingest import add_documents
 from rag.learn.answerability import (
+    HELD_OUT_FILE,
     META_FILE,
     QUOTE_FLOOR,
     REPORT_FILE,
@@ -298,14 +299,18 @@ def test_drafts_cached_by_an_older_version_are_not_read(real_engine, monkeypatch
     assert training.drafts_key(real_engine) != current
 
 
-def test_training_is_deterministic_for_a_seed(real_engine, tmp_path):
+def _some_training_questions() -> list[Question]:
     rows = [json.loads(line) for line in (ROOT / "training" / "questions.jsonl").read_text().splitlines()]
     picked = [r for r in rows if r["answerable"]][:160:2] + [r for r in rows if not r["answerable"]][:40]
-    questions = [Question(r["id"], r["style"], r["question"], r["answerable"], r.get("doc"), r.get("quote"),
-                          r.get("near"), r.get("kind")) for r in picked]
+    return [Question(r["id"], r["style"], r["question"], r["answerable"], r.get("doc"), r.get("quote"),
+                     r.get("near"), r.get("kind")) for r in picked]
+
+
+def test_training_is_deterministic_for_a_seed(real_engine, tmp_path):
+    questions = _some_training_questions()
     first = train_answerability(real_engine, questions, tmp_path / "one", seed=3, cache_dir=tmp_path)
     second = train_answerability(real_engine, questions, tmp_path / "two", seed=3, cache_dir=tmp_path)
-    for name in (META_FILE, WEIGHTS_FILE, REPORT_FILE):
+    for name in (META_FILE, WEIGHTS_FILE, REPORT_FILE, HELD_OUT_FILE):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
     assert first["held_out_folds"] == second["held_out_folds"]
     saved = json.loads((tmp_path / "one" / REPORT_FILE).read_text())
@@ -314,6 +319,24 @@ def test_training_is_deterministic_for_a_seed(real_engine, tmp_path):
     model = load_answerability(tmp_path / "one", real_engine.retriever.query_embedder.name,
                                real_engine.answerability.reader)
     assert model is not None and model.meta["questions"] == len(questions)
+
+
+def test_the_thresholds_can_be_chosen_again_from_the_stored_held_out_confidences(real_engine, tmp_path):
+    questions = _some_training_questions()
+    # A question the rules refuse before the model judges it ("so far": today's facts).
+    questions.append(Question("refused-1", "plain", "Which countries have ratified the Moon Agreement so far?",
+                              False, None, None, "moon-agreement-1979", "current-state"))
+    report = train_answerability(real_engine, questions, tmp_path / "model", seed=0, cache_dir=tmp_path)
+    stored = json.loads((tmp_path / "model" / HELD_OUT_FILE).read_text(encoding="utf-8"))
+    assert "refused-1" in stored["refused"] and "refused-1" not in stored["confidence"]
+    by_id = {q.id: q for q in questions}
+    assert len(stored["confidence"]) + len(stored["refused"]) == len(questions)
+    # In another order than training's: the choice reads the confidences, not their order.
+    ids = sorted(stored["confidence"], reverse=True)
+    chosen = choose_thresholds([by_id[i] for i in ids], np.array([stored["confidence"][i] for i in ids]),
+                               [by_id[i] for i in stored["refused"]])
+    assert {k: round(v, 6) for k, v in chosen.items()} == {k: v for k, v in report["thresholds"].items()
+                                                           if k != "off_topic"}
 
 
 @pytest.mark.slow

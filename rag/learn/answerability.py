@@ -42,6 +42,10 @@ WEIGHTS_FILE = "answerability.npz"
 META_FILE = "answerability.json"
 #: The held-out figures measured when the model was trained (not read at serving time).
 REPORT_FILE = "answerability-report.json"
+#: Each question's out-of-fold confidence, and the questions refused before the model: what the
+#: thresholds were chosen on (not read at serving time). Thresholds can be chosen again from it
+#: (``choose_thresholds``) without the hour of training that produced it.
+HELD_OUT_FILE = "answerability-held-out.json"
 #: Candidates the sentence model reads (the composer's best by its own score).
 SENTENCE_CANDIDATES = 12
 

@@ -32,6 +32,7 @@ from rag.asked import asked_for
 from rag.evaluation import tokens
 from rag.learn.answerability import (
     ARTIFACT_VERSION,
+    HELD_OUT_FILE,
     META_FILE,
     PAIR_FEATURE,
     REPORT_FILE,
@@ -318,6 +319,9 @@ def train_answerability(engine, questions: list[Question], out_dir: Path, seed: 
                                                     cross_fitted_outcomes(qs, confidence, refused, seed))}
     # Kept beside the model: what it was measured to do (seconds left out: byte-for-byte the same).
     (Path(out_dir) / REPORT_FILE).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    held_out_file = {"confidence": {q.id: float(c) for q, c in zip(qs, confidence, strict=True)},
+                     "refused": sorted(q.id for q in refused)}
+    (Path(out_dir) / HELD_OUT_FILE).write_text(json.dumps(held_out_file, sort_keys=True) + "\n", encoding="utf-8")
     report["seconds"] = round(time.perf_counter() - started, 1)
     log.info("answerability: %s", json.dumps(report))
     return report
