@@ -33,6 +33,7 @@ from rag.learn.train_answerability import (
     _fit_forest,
     auroc,
     choose_thresholds,
+    collect_drafts,
     cross_fitted_outcomes,
     expected_calibration_error,
     styles_crowded_out,
@@ -340,7 +341,8 @@ def test_the_thresholds_can_be_chosen_again_from_the_stored_held_out_confidences
 
 
 @pytest.mark.slow
-def test_off_topic_questions_train_the_topic_model_only(real_engine, tmp_path, monkeypatch):
+def test_off_topic_questions_train_the_topic_model_and_what_gets_past_it_the_answer_model(real_engine, tmp_path,
+                                                                                        monkeypatch):
     rows = [json.loads(line) for line in (ROOT / "training" / "questions.jsonl").read_text().splitlines()]
     off = [json.loads(line) for line in (ROOT / "training" / "off_topic.jsonl").read_text().splitlines()]
     picked = [r for r in rows if r["answerable"]][:200:2] + [r for r in rows if not r["answerable"]][:30] + off[:60]
@@ -361,8 +363,19 @@ def test_off_topic_questions_train_the_topic_model_only(real_engine, tmp_path, m
     without = train_answerability(real_engine, [q for q in questions if q.kind != OFF_TOPIC], tmp_path / "plain",
                                   seed=0, cache_dir=tmp_path)
     assert "off_topic" not in without["thresholds"]
-    assert load_answerability(tmp_path / "plain", real_engine.retriever.query_embedder.name,
-                              real_engine.answerability.reader).topic is None
+    plain = load_answerability(tmp_path / "plain", real_engine.retriever.query_embedder.name,
+                               real_engine.answerability.reader)
+    assert plain.topic is None
+    # The off-topic questions the rules let through reach the answer model in use: trained on them
+    # as negatives, it gives them less confidence than a model that never saw them.
+    strays = [(q, d) for q, d in zip(questions, collect_drafts(real_engine, questions, tmp_path), strict=True)
+              if q.kind == OFF_TOPIC and d.candidates and not real_engine.refusal(d)]
+    reaching = report["off_topic"]["reaching_the_answer_model"]
+    assert 0 < reaching <= len(strays) and sum(report["off_topic"]["of_those_held_out"].values()) == reaching
+
+    def mean_confidence(judge) -> float:
+        return float(np.mean([judge.calibrate(judge.raw(d, judge.sentence_scores(d))) for _, d in strays]))
+    assert mean_confidence(model) < mean_confidence(plain) - 0.05
 
 
 @pytest.mark.slow

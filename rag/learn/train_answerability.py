@@ -10,7 +10,9 @@ from a model that saw the question's provision.
 Pairs, as the question set allows: a candidate sentence is a positive for the sentence model
 when it overlaps the question's quote, a negative otherwise (the wrong provision's sentences);
 a question is a positive for the answer model when it is answerable, a negative when it is not
-(with the sentences the engine would quote for it).
+(with the sentences the engine would quote for it). Off-topic questions that the rules and the
+topic model let through (on held-out folds) are negatives for the answer model too: in use they
+reach it. They stay out of everything else the model learns or is measured on.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ from rag.learn.answerability import (
     SENTENCE_CANDIDATES,
     WEIGHTS_FILE,
     Forest,
+    best_pair_score,
+    candidate_texts,
     outcome,
     sigmoid,
 )
@@ -47,6 +51,7 @@ from rag.learn.pair_model import (
     PairTraining,
     out_of_fold_pair_scores,
     save_pair_lora,
+    score_pairs,
     train_pair_model,
     training_pairs,
 )
@@ -231,6 +236,8 @@ def train_answerability(engine, questions: list[Question], out_dir: Path, seed: 
     off_topic = [q for q in questions if q.kind == OFF_TOPIC]
     off_topic_by_rules = {q.id for q, d in zip(questions, drafts, strict=True)
                           if q.kind == OFF_TOPIC and (engine.refusal(d) or not d.candidates)}
+    strays = [(q, d) for q, d in zip(questions, drafts, strict=True)
+              if q.kind == OFF_TOPIC and q.id not in off_topic_by_rules and q.id not in gated]
     drafts = [d for q, d in zip(questions, drafts, strict=True) if q.kind != OFF_TOPIC]
     questions = [q for q in questions if q.kind != OFF_TOPIC]
     all_drafts = [None if engine.refusal(d) or not d.candidates or q.id in gated else d
@@ -240,9 +247,11 @@ def train_answerability(engine, questions: list[Question], out_dir: Path, seed: 
     drafts = [all_drafts[i] for i in kept]
     reader = FeatureReader(engine.composer, engine.vocabulary)
     rows = _Rows(reader, drafts)
+    stray_rows = _Rows(reader, [d for _, d in strays])
     y = np.array([q.answerable for q in qs], dtype=int)
     keys = split_keys(qs)
     folds = np.array([fold_of(key, seed) for key in keys])
+    stray_folds = np.array([fold_of(key, seed) for key in split_keys([q for q, _ in strays])], dtype=int)
     labels = {i: sentence_labels(drafts[i], qs[i].quote) for i in range(len(qs)) if qs[i].answerable}
 
     def fit_sentence(train: list[int]) -> dict[str, np.ndarray]:
@@ -250,40 +259,51 @@ def train_answerability(engine, questions: list[Question], out_dir: Path, seed: 
         target = np.concatenate([labels[i] for i in dict.fromkeys(owners)])
         return _fit_linear(x, target, 1.0, seed)
 
-    def scores_of(w: dict[str, np.ndarray], i: int) -> np.ndarray:
-        x, _ = rows.sentence_matrix([i])
+    def scores_of(w: dict[str, np.ndarray], i: int, source: _Rows = rows) -> np.ndarray:
+        x, _ = source.sentence_matrix([i])
         return sigmoid(_linear_logit(w, x)) if len(x) else np.zeros(0)
 
-    pair_scores = None
+    pair_scores = stray_pair_scores = None
     if pair_dir is not None:
         pair_training = pair_training or PairTraining(seed=seed)
         embedder = engine.settings.embedder
         parts = np.array([fold_of(key, seed, PAIR_PARTS) for key in keys])
         pair_scores = out_of_fold_pair_scores(embedder, qs, drafts, sentence_labels, parts, pair_training, progress)
-        pair_model, _ = train_pair_model(embedder, training_pairs(qs, drafts, sentence_labels), pair_training,
-                                         progress)
+        pair_model, tokenizer = train_pair_model(embedder, training_pairs(qs, drafts, sentence_labels),
+                                                 pair_training, progress)
         save_pair_lora(pair_model, Path(pair_dir), pair_training)
+        # No pair model trains on off-topic questions, so the final one scores them as new questions.
+        stray_pair_scores = np.array([best_pair_score(score_pairs(pair_model, tokenizer, q.question,
+                                                                  candidate_texts(d), pair_training.max_length))
+                                      for q, d in strays])
 
     # Out-of-fold sentence and question scores, so the answer model learns from honest inputs.
     answer_rows: list[dict[str, float]] = [{}] * len(qs)
+    stray_answer_rows: list[dict[str, float]] = [{}] * len(strays)
     for k in range(FOLDS):
         train = [i for i in range(len(qs)) if folds[i] != k]
-        test = [i for i in range(len(qs)) if folds[i] == k]
         sentence_w = fit_sentence(train)
         question_w = _fit_linear(rows.vectors[train], y[train], 1.0, seed)
-        for i in test:
-            answer_rows[i] = rows.answer_row(i, scores_of(sentence_w, i),
-                                             float(_linear_logit(question_w, rows.vectors[i:i + 1])[0]))
-            if pair_scores is not None:
-                answer_rows[i][PAIR_FEATURE] = float(pair_scores[i])
+        for source, out, feature, fold in ((rows, answer_rows, pair_scores, folds),
+                                           (stray_rows, stray_answer_rows, stray_pair_scores, stray_folds)):
+            for i in np.flatnonzero(fold == k):
+                out[i] = source.answer_row(i, scores_of(sentence_w, i, source),
+                                           float(_linear_logit(question_w, source.vectors[i:i + 1])[0]))
+                if feature is not None:
+                    out[i][PAIR_FEATURE] = float(feature[i])
     answer_names = list(answer_rows[0])
     x = np.array([[r[n] for n in answer_names] for r in answer_rows])
+    x_strays = np.array([[r[n] for n in answer_names] for r in stray_answer_rows]).reshape(-1, len(answer_names))
 
     # Out-of-fold answer scores: calibration and thresholds come from questions the trees did not see.
-    held_out = np.zeros(len(qs))
+    held_out, stray_held_out = np.zeros(len(qs)), np.zeros(len(strays))
     for k in range(FOLDS):
-        test = folds == k
-        held_out[test] = _fit_forest(x[~test], y[~test], seed).logit(x[test])
+        test, stray_test = folds == k, stray_folds == k
+        forest = _fit_forest(np.concatenate([x[~test], x_strays[~stray_test]]),
+                             np.concatenate([y[~test], np.zeros(int((~stray_test).sum()), dtype=int)]), seed)
+        held_out[test] = forest.logit(x[test])
+        if stray_test.any():
+            stray_held_out[stray_test] = forest.logit(x_strays[stray_test])
     slope, intercept = _platt(held_out, y)
     confidence = sigmoid(slope * held_out + intercept)
     refused = [questions[i] for i, d in enumerate(all_drafts) if d is None]
@@ -297,7 +317,7 @@ def train_answerability(engine, questions: list[Question], out_dir: Path, seed: 
 
     sentence_w = fit_sentence(list(range(len(qs))))
     question_w = _fit_linear(rows.vectors, y, 1.0, seed)
-    forest = _fit_forest(x, y, seed)
+    forest = _fit_forest(np.concatenate([x, x_strays]), np.concatenate([y, np.zeros(len(strays), dtype=int)]), seed)
     meta = {"version": ARTIFACT_VERSION, "embedder": engine.retriever.query_embedder.name, "seed": seed,
             "index_fingerprint": engine.index.fingerprint, "questions": len(questions),
             "answer_features": answer_names, "sentence_features": rows.sentence_names,
@@ -311,7 +331,8 @@ def train_answerability(engine, questions: list[Question], out_dir: Path, seed: 
         meta["thresholds"]["off_topic"] = round(topic_t, 6)
     write_artifacts(Path(out_dir), meta, weights)
     report = {"questions": len(questions), "refused_by_rules": len(refused), "trained_on": len(qs),
-              "off_topic": _off_topic_report(off_topic, off_topic_by_rules, gated, questions),
+              "off_topic": _off_topic_report(off_topic, off_topic_by_rules, gated, questions)
+              | _strays_report(strays, sigmoid(slope * stray_held_out + intercept), thresholds),
               "trees": len(forest.roots), "thresholds": meta["thresholds"],
               "pair_model_auroc": None if pair_scores is None else round(auroc(y, pair_scores), 4),
               "held_out_folds": outcome_report(qs, confidence, thresholds, refused),
@@ -336,6 +357,17 @@ def _off_topic_report(off_topic: list[Question], by_rules: set[str], gated: set[
     return {"questions": len(off_topic), "refused_by_rules": share(by_rules), "called_off_topic": share(gated),
             "refused": share(by_rules | gated),
             "answerable_called_off_topic": sum(q.answerable and q.id in gated for q in on_topic)}
+
+
+def _strays_report(strays: list[tuple[Question, Draft]], confidence: np.ndarray,
+                   thresholds: dict[str, float]) -> dict:
+    """The off-topic questions the answer model judges in use, and its held-out outcomes on them."""
+    if not strays:
+        return {}
+    verdicts = [outcome(c, asked_for(q.question).quantity, thresholds)
+                for (q, _), c in zip(strays, confidence, strict=True)]
+    return {"reaching_the_answer_model": len(strays),
+            "of_those_held_out": {v: verdicts.count(v) for v in ("answered", "partial", "not found")}}
 
 
 def _fit_topic(questions: list[Question], drafts: list[Draft], seed: int, near_corpus: Callable[[Draft], bool]
