@@ -350,7 +350,7 @@ def test_off_topic_questions_train_the_topic_model_and_what_gets_past_it_the_ans
                           r.get("near"), r.get("kind")) for r in picked]
     assert sum(q.kind == OFF_TOPIC for q in questions) == 60
     report = train_answerability(real_engine, questions, tmp_path / "model", seed=0, cache_dir=tmp_path)
-    assert report["questions"] == len(questions) - 60  # the answer model never sees them
+    assert report["questions"] == len(questions) - 60  # nor in its figures
     assert report["off_topic"]["questions"] == 60 and report["off_topic"]["called_off_topic"] > 0.3
     model = load_answerability(tmp_path / "model", real_engine.retriever.query_embedder.name,
                                real_engine.answerability.reader)

@@ -75,7 +75,8 @@ MIN_STYLE_QUESTIONS = 100
 #: Largest share of answerable questions that may get a partial (or not-found) answer.
 MAX_ANSWERABLE_PARTIAL = 0.10
 #: The ``kind`` of the questions outside the corpus's subject (``training/off_topic.jsonl``): they
-#: train the topic model only, so the answer model keeps judging on-topic questions as before.
+#: train the topic model; the answer model learns only from those that get past it and the rules
+#: (trained on all of them, it learned to distrust everyday wording and hedged good answers).
 OFF_TOPIC = "off-topic"
 #: Largest share of answerable questions the topic model may call off topic (held-out folds).
 MAX_OFF_TOPIC_ANSWERABLE = 0.005
