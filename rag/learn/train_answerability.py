@@ -293,18 +293,17 @@ def train_answerability(engine, questions: list[Question], out_dir: Path, seed: 
                 if feature is not None:
                     out[i][PAIR_FEATURE] = float(feature[i])
     answer_names = list(answer_rows[0])
-    x = np.array([[r[n] for n in answer_names] for r in answer_rows])
-    x_strays = np.array([[r[n] for n in answer_names] for r in stray_answer_rows]).reshape(-1, len(answer_names))
+    # The answer model's rows: the questions', then the strays' (negatives).
+    x_all = np.array([[r[n] for n in answer_names] for r in answer_rows + stray_answer_rows])
+    y_all = np.concatenate([y, np.zeros(len(strays), dtype=int)])
+    folds_all = np.concatenate([folds, stray_folds])
 
     # Out-of-fold answer scores: calibration and thresholds come from questions the trees did not see.
-    held_out, stray_held_out = np.zeros(len(qs)), np.zeros(len(strays))
+    held_out_all = np.zeros(len(y_all))
     for k in range(FOLDS):
-        test, stray_test = folds == k, stray_folds == k
-        forest = _fit_forest(np.concatenate([x[~test], x_strays[~stray_test]]),
-                             np.concatenate([y[~test], np.zeros(int((~stray_test).sum()), dtype=int)]), seed)
-        held_out[test] = forest.logit(x[test])
-        if stray_test.any():
-            stray_held_out[stray_test] = forest.logit(x_strays[stray_test])
+        test = folds_all == k
+        held_out_all[test] = _fit_forest(x_all[~test], y_all[~test], seed).logit(x_all[test])
+    held_out, stray_held_out = held_out_all[:len(qs)], held_out_all[len(qs):]
     slope, intercept = _platt(held_out, y)
     confidence = sigmoid(slope * held_out + intercept)
     refused = [questions[i] for i, d in enumerate(all_drafts) if d is None]
@@ -318,7 +317,7 @@ def train_answerability(engine, questions: list[Question], out_dir: Path, seed: 
 
     sentence_w = fit_sentence(list(range(len(qs))))
     question_w = _fit_linear(rows.vectors, y, 1.0, seed)
-    forest = _fit_forest(np.concatenate([x, x_strays]), np.concatenate([y, np.zeros(len(strays), dtype=int)]), seed)
+    forest = _fit_forest(x_all, y_all, seed)
     meta = {"version": ARTIFACT_VERSION, "embedder": engine.retriever.query_embedder.name, "seed": seed,
             "index_fingerprint": engine.index.fingerprint, "questions": len(questions),
             "answer_features": answer_names, "sentence_features": rows.sentence_names,
