@@ -249,6 +249,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     config = QueryTraining()
     config = replace(config, epochs=args.epochs or config.epochs, seed=args.seed)
     pair = PairTraining(seed=args.seed) if args.pair_model else None
+    if pair and args.pair_models:
+        pair = replace(pair, models=args.pair_models)
     report = tune(settings, [Path(p) for p in args.qa or []], config, progress=not args.quiet, pair=pair)
     print(f"Tuned on {report.questions} questions ({report.examples} training examples, "
           f"{report.documents} documents) in {report.seconds:.0f} s; installed in {report.model.folder}. "
@@ -382,11 +384,20 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--seed", type=int, default=0)
     tune.add_argument("--no-pair-model", dest="pair_model", action="store_false",
                       help="leave out the pair model the answerability model reads (the committed model has "
-                           "one; it takes most of the hour tune runs: see docs/ANSWERS.md)")
+                           "one; it takes most of the time tune runs: see docs/ANSWERS.md)")
+    tune.add_argument("--pair-models", type=_at_least_one, metavar="N",
+                      help="pair models trained with successive seeds and averaged into one (default 1; "
+                           "each adds about 40 minutes: see docs/ANSWERS.md)")
     tune.add_argument("--quiet", action="store_true")
     tune.set_defaults(func=cmd_tune)
     _register_plugins(sub)
     return parser
+
+
+def _at_least_one(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
 
 
 def _register_plugins(sub) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import shutil
@@ -95,7 +96,7 @@ def test_trained_weights_are_small_reproducible_and_load_back(tmp_path):
     from rag.learn.pair_model import load_pair_model, save_pair_lora, score_pairs, train_pair_model
 
     pairs = [(QUESTION, SENTENCES[0], 1.0), (QUESTION, SENTENCES[1], 0.0)] * 4
-    config = PairTraining(epochs=1, batch_size=4, lora_rank=2, max_length=48)
+    config = PairTraining(epochs=1, batch_size=4, lora_rank=2, max_length=48, min_spread=0.0)
     stored = []
     for name in ("a", "b"):
         model, tokenizer = train_pair_model(REAL_EMBEDDER, pairs, config)
@@ -118,3 +119,77 @@ def test_a_model_that_reads_the_pair_model_is_not_used_without_it(tmp_path, capl
     with caplog.at_level(logging.WARNING):
         assert load_answerability(tmp_path, "some encoder", reader=None) is None
     assert "reads the pair model" in caplog.text
+
+
+@pytest.mark.slow
+def test_averaged_pair_models_merge_to_the_mean_of_their_weights(tmp_path):
+    torch = pytest.importorskip("torch")
+    from peft import get_peft_model
+
+    from rag.learn.pair_model import (
+        _base,
+        _lora,
+        average_pair_models,
+        load_pair_model,
+        save_pair_lora,
+    )
+
+    config = PairTraining(lora_rank=2, max_length=48, models=3)
+    models = []
+    for seed in range(config.models):
+        torch.manual_seed(seed)
+        model = get_peft_model(_base(REAL_EMBEDDER)[0], _lora(config.lora_rank))
+        with torch.no_grad():  # a fresh LoRA adds nothing (B = 0): give each model its own update and head
+            for weight in model.parameters():
+                if weight.requires_grad:
+                    weight.normal_(0, 0.05)
+        models.append(model)
+    merged = [copy.deepcopy(model).merge_and_unload().state_dict() for model in models]
+    save_pair_lora(average_pair_models(REAL_EMBEDDER, models, config), tmp_path, config)
+    assert json.loads((tmp_path / "adapter_config.json").read_text())["r"] == 6
+    differing = 0
+    for key, weight in load_pair_model(REAL_EMBEDDER, tmp_path)[0].state_dict().items():
+        torch.testing.assert_close(weight, sum(m[key] for m in merged) / len(merged), atol=2e-3, rtol=0)  # fp16
+        differing += not torch.equal(merged[0][key], merged[1][key])
+    assert differing == 6 * 6 + 2  # every adapted matrix and the head differ between the models
+
+
+def test_a_pair_model_that_learned_nothing_is_set_aside_for_the_next_seed(monkeypatch, caplog):
+    from rag.learn import pair_model
+
+    trained = []
+
+    def train_one(embedder, pairs, config, seed, progress):
+        trained.append(seed)
+        return f"model {seed}", "tokenizer"
+
+    monkeypatch.setattr(pair_model, "_train_one", train_one)
+    monkeypatch.setattr(pair_model, "_learned", lambda model, *args: model != "model 4")
+    monkeypatch.setattr(pair_model, "average_pair_models", lambda embedder, models, config: models)
+    with caplog.at_level(logging.WARNING):
+        models, _ = pair_model.train_pair_model("encoder", [], PairTraining(seed=3, models=2))
+    assert models == ["model 3", "model 5"] and trained == [3, 4, 5]
+    assert "seed 4 gives its training pairs all the same log-odds" in caplog.text
+    monkeypatch.setattr(pair_model, "_learned", lambda model, *args: False)
+    with pytest.raises(RuntimeError, match="did not learn from its 0 training pairs with 3 seeds"):
+        pair_model.train_pair_model("encoder", [], PairTraining(models=2))
+
+
+def test_a_model_that_gives_every_pair_the_same_log_odds_has_not_learned(monkeypatch):
+    from rag.learn import pair_model
+
+    pairs = [(QUESTION, s, float(i == 0)) for i, s in enumerate(SENTENCES)] * 200
+    read = []
+
+    def score(log_odds):
+        def score_pairs(model, tokenizer, question, sentences, max_length):
+            read.append(sentences[0])
+            return np.array([log_odds[SENTENCES.index(sentences[0])]])
+        return score_pairs
+
+    monkeypatch.setattr(pair_model, "score_pairs", score([2.1, -1.3, 0.4]))
+    assert pair_model._learned("model", "tokenizer", pairs, PairTraining())
+    assert len(read) <= 300  # an even sample, not all 600 pairs
+    monkeypatch.setattr(pair_model, "score_pairs", score([-0.523, -0.521, -0.525]))  # the failed training's
+    assert not pair_model._learned("model", "tokenizer", pairs, PairTraining())
+    assert pair_model._learned("model", "tokenizer", pairs, PairTraining(min_spread=0.0))

@@ -29,7 +29,7 @@ from rag.learn.term_links import TERM_LINKS_FILE
 from rag.learn.tune import _staging_folder, question_files, questions_digest, tune
 
 SMOKE = QueryTraining(epochs=1, batch_size=4, lora_rank=2)
-PAIR_SMOKE = PairTraining(epochs=1, batch_size=8, lora_rank=2, max_length=64)
+PAIR_SMOKE = PairTraining(epochs=1, batch_size=8, lora_rank=2, max_length=64, models=2, min_spread=0.0)
 QUESTIONS = [
     ("t1", "Can a country own the Moon?", "outer-space-treaty-1967",
      "Outer space, including the moon and other celestial bodies, is not subject to national appropriation"),
@@ -237,6 +237,8 @@ def test_tune_trains_the_answerability_model_on_out_of_fold_drafts(workspace, tm
     assert engine.near_corpus_similarity == manifest["near_corpus_similarity"]
     # The pair model: trained with it, exported with the index, read by the answer model.
     assert manifest["pair_training"]["max_length"] == 64
+    assert manifest["pair_training"]["models"] == 2  # averaged into one LoRA of twice the rank
+    assert json.loads((full.tuned_model_dir / PAIR_LORA / "adapter_config.json").read_text())["r"] == 4
     assert (full.tuned_model_dir / PAIR_LORA / "adapter_model.safetensors").is_file()
     assert PAIR_FEATURE in engine.answerability.answer_features
     assert isinstance(engine.answerability.pair, OnnxPairScorer)
@@ -245,8 +247,9 @@ def test_tune_trains_the_answerability_model_on_out_of_fold_drafts(workspace, tm
     assert 0.0 <= answer.confidence <= 1.0
 
 
-@pytest.mark.parametrize("flags,trains_pair", [([], True), (["--no-pair-model"], False)])
-def test_the_pair_model_is_trained_unless_left_out(monkeypatch, flags, trains_pair):
+@pytest.mark.parametrize("flags,pair", [([], PairTraining(seed=3)), (["--no-pair-model"], None),
+                                        (["--pair-models", "3"], PairTraining(seed=3, models=3))])
+def test_the_pair_model_is_trained_unless_left_out(monkeypatch, flags, pair):
     import rag.learn.tune as tuning
     from rag.cli import build_parser
 
@@ -260,4 +263,13 @@ def test_the_pair_model_is_trained_unless_left_out(monkeypatch, flags, trains_pa
     args = build_parser().parse_args(["tune", "--seed", "3", *flags])
     with pytest.raises(KeyboardInterrupt):
         args.func(args)
-    assert asked == [PairTraining(seed=3) if trains_pair else None]
+    assert asked == [pair]
+
+
+@pytest.mark.parametrize("count", ["0", "-1", "two"])
+def test_a_pair_model_count_below_one_is_refused_with_a_message(count, capsys):
+    from rag.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["tune", "--pair-models", count])
+    assert "expected a whole number of at least 1" in capsys.readouterr().err

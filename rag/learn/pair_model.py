@@ -6,7 +6,12 @@ its own; a near miss ("What fine does a State pay for...") and an answerable que
 alike to them. Reading both at once separates them. Trained on the question set alone it also
 learned its wording habits; with other writers' questions beside it, it no longer hedges plain
 questions, and the committed model has one (docs/ANSWERS.md, "The pair model"). Only LoRA
-weights and the one-output head are trained and stored (1.3 MB).
+weights and the one-output head are trained and stored (1.3 MB a model).
+
+One trained model is one draw: its seed alone moves single questions by several log-odds. With
+``PairTraining.models`` above 1, that many models are trained with successive seeds and their
+weights averaged into one: as fast as one model at serving, and its scores close to the models'
+average score (docs/ANSWERS.md, "Averaging the pair model over seeds").
 
 Training pairs come from the question set and the drafts the engine makes for its questions:
 an answerable question with the candidate that holds its quote (1) and with the best candidate
@@ -46,6 +51,11 @@ class PairTraining:
     #: Word pieces read per pair (question and sentence; longer sentences are cut).
     max_length: int = 160
     seed: int = 0
+    #: Models trained (seeds ``seed``, ``seed + 1``, ...) whose weights are averaged into the pair model.
+    models: int = 1
+    #: Least standard deviation of a trained model's log-odds over its training pairs (``_learned``;
+    #: 0 accepts any model, as for a few pairs, where a model barely moves from its start).
+    min_spread: float = 0.01
 
 
 def training_pairs(questions: list[Question], drafts: list[Draft], labels) -> list[tuple[str, str, float]]:
@@ -85,19 +95,62 @@ def _base(embedder: str):
     return AutoModelForSequenceClassification.from_pretrained(path, num_labels=1), AutoTokenizer.from_pretrained(path)
 
 
+#: Trainings that may fail to learn (``_learned``) before ``train_pair_model`` gives up.
+FAILED_TRAININGS_ALLOWED = 2
+
+
 def train_pair_model(embedder: str, pairs: list[tuple[str, str, float]], config: PairTraining,
                      progress: bool = False):
-    """LoRA-tune the pair model on ``pairs``; returns (model with LoRA layers, tokenizer)."""
+    """LoRA-tune ``config.models`` pair models on ``pairs`` and average them (``average_pair_models``);
+    returns (model with LoRA layers, tokenizer).
+
+    A training can fail to learn: one seed of the question set's half gave every pair the same
+    log-odds (docs/ANSWERS.md, "Averaging the pair model over seeds"). Such a model is set aside
+    and the next seed trained in its place."""
+    trained, seed = [], config.seed
+    while len(trained) < config.models:
+        model, tokenizer = _train_one(embedder, pairs, config, seed, progress)
+        if _learned(model, tokenizer, pairs, config):
+            trained.append(model)
+        elif seed - config.seed - len(trained) >= FAILED_TRAININGS_ALLOWED:
+            raise RuntimeError(f"the pair model did not learn from its {len(pairs)} training pairs with "
+                               f"{FAILED_TRAININGS_ALLOWED + 1} seeds; try 'spacesec tune --seed' with another "
+                               "seed, or '--no-pair-model'")
+        else:
+            log.warning("the pair model trained with seed %d gives its training pairs all the same log-odds; "
+                        "it is set aside and seed %d trained instead", seed, seed + 1)
+        seed += 1
+    return average_pair_models(embedder, trained, config), tokenizer
+
+
+def _learned(model, tokenizer, pairs: list[tuple[str, str, float]], config: PairTraining, sample: int = 256) -> bool:
+    """Whether ``model``'s log-odds vary over an even sample of its training pairs. A training that
+    failed gave every pair the same log-odds (standard deviation 0.002, against 1.1 and more for
+    trainings that learned)."""
+    picked = pairs[::max(1, len(pairs) // sample)]
+    scores = np.concatenate([score_pairs(model, tokenizer, question, [sentence], config.max_length)
+                             for question, sentence, _ in picked] or [np.zeros(0)])
+    return len(scores) < 2 or float(scores.std()) >= config.min_spread
+
+
+def _lora(rank: int):
+    from peft import LoraConfig, TaskType
+
+    # alpha = 2 * rank: the same scale at every rank, so updates set side by side keep theirs.
+    return LoraConfig(task_type=TaskType.SEQ_CLS, r=rank, lora_alpha=2 * rank, lora_dropout=0.0,
+                      target_modules=LORA_TARGETS)
+
+
+def _train_one(embedder: str, pairs: list[tuple[str, str, float]], config: PairTraining, seed: int,
+               progress: bool):
     import torch
-    from peft import LoraConfig, TaskType, get_peft_model
+    from peft import get_peft_model
     from tqdm import tqdm
 
-    torch.manual_seed(config.seed)
-    rng = random.Random(config.seed)
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
     model, tokenizer = _base(embedder)
-    lora = LoraConfig(task_type=TaskType.SEQ_CLS, r=config.lora_rank, lora_alpha=2 * config.lora_rank,
-                      lora_dropout=0.0, target_modules=LORA_TARGETS)
-    model = get_peft_model(model, lora)
+    model = get_peft_model(model, _lora(config.lora_rank))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.01)
     plan = []
@@ -108,7 +161,7 @@ def train_pair_model(embedder: str, pairs: list[tuple[str, str, float]], config:
     schedule = warmup_then_decay(optimizer, len(plan))
     loss_fn = torch.nn.BCEWithLogitsLoss()
     model.train()
-    for batch in tqdm(plan, desc="tuning the pair model", unit="step", disable=not progress):
+    for batch in tqdm(plan, desc=f"tuning the pair model (seed {seed})", unit="step", disable=not progress):
         encoded = tokenizer([p[0] for p in batch], [p[1] for p in batch], truncation=True,
                             max_length=config.max_length, padding=True, return_tensors="pt")
         loss = loss_fn(model(**encoded).logits.squeeze(-1), torch.tensor([p[2] for p in batch]))
@@ -118,6 +171,33 @@ def train_pair_model(embedder: str, pairs: list[tuple[str, str, float]], config:
         schedule.step()
     model.eval()
     return model, tokenizer
+
+
+def average_pair_models(embedder: str, models: list, config: PairTraining):
+    """One LoRA model whose merged weights are the mean of ``models``' (LoRA models of rank
+    ``config.lora_rank`` on the same base). Their updates B·A sit side by side in a LoRA of that
+    many times the rank, each B divided by their number, so merging gives exactly the mean update;
+    the heads are averaged."""
+    import torch
+    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+    if len(models) == 1:
+        return models[0]
+    states = [get_peft_model_state_dict(model) for model in models]
+    joined = {}
+    for key in states[0]:
+        parts = [state[key] for state in states]
+        if ".lora_A." in key:
+            joined[key] = torch.cat(parts, dim=0)
+        elif ".lora_B." in key:
+            joined[key] = torch.cat(parts, dim=1) / len(models)
+        else:
+            joined[key] = torch.stack(parts).mean(dim=0)
+    model = get_peft_model(_base(embedder)[0], _lora(config.lora_rank * len(models)))
+    loaded = set_peft_model_state_dict(model, joined)
+    if loaded.unexpected_keys:
+        raise ValueError(f"the pair models to average hold unexpected weights: {loaded.unexpected_keys[:3]}")
+    return model.eval()
 
 
 def score_pairs(model, tokenizer, question: str, sentences: list[str], max_length: int) -> np.ndarray:
