@@ -107,16 +107,17 @@ def train_pair_model(embedder: str, pairs: list[tuple[str, str, float]], config:
     A training can fail to learn: one seed of the question set's half gave every pair the same
     log-odds (docs/ANSWERS.md, "Averaging the pair model over seeds"). Such a model is set aside
     and the next seed trained in its place."""
-    trained, seed = [], config.seed
+    trained, failed, seed = [], 0, config.seed
     while len(trained) < config.models:
         model, tokenizer = _train_one(embedder, pairs, config, seed, progress)
         if _learned(model, tokenizer, pairs, config):
             trained.append(model)
-        elif seed - config.seed - len(trained) >= FAILED_TRAININGS_ALLOWED:
+        elif failed == FAILED_TRAININGS_ALLOWED:
             raise RuntimeError(f"the pair model did not learn from its {len(pairs)} training pairs with "
                                f"{FAILED_TRAININGS_ALLOWED + 1} seeds; try 'spacesec tune --seed' with another "
                                "seed, or '--no-pair-model'")
         else:
+            failed += 1
             log.warning("the pair model trained with seed %d gives its training pairs all the same log-odds; "
                         "it is set aside and seed %d trained instead", seed, seed + 1)
         seed += 1
