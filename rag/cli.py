@@ -246,6 +246,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from rag.learn.tune import tune
 
     settings = settings_from(args)
+    if not args.pair_cache:
+        settings = settings.model_copy(update={"pair_cache_dir": None})
     config = QueryTraining()
     config = replace(config, epochs=args.epochs or config.epochs, seed=args.seed)
     pair = PairTraining(seed=args.seed) if args.pair_model else None
@@ -388,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--pair-models", type=_at_least_one, metavar="N",
                       help="pair models trained with successive seeds and averaged into one (default 1; "
                            "each adds about 40 minutes: see docs/ANSWERS.md)")
+    tune.add_argument("--no-pair-cache", dest="pair_cache", action="store_false",
+                      help="train every pair model afresh, neither reading nor keeping trained ones "
+                           "(kept in index/pair-models by default, by what they were trained on)")
     tune.add_argument("--quiet", action="store_true")
     tune.set_defaults(func=cmd_tune)
     _register_plugins(sub)

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     #: Questions by other writers than the question set's, in its format: they train everything
     #: the question set trains, so the model learns what answers a question, not one writer's wording.
     other_writers_questions_path: Path | None = ROOT / "training" / "other_writers.jsonl"
+    #: Pair models ``spacesec tune`` trained, by what they were trained on (``rag.learn.pair_cache``):
+    #: a tune on unchanged pairs reads them instead of training for up to an hour. None: always train.
+    pair_cache_dir: Path | None = ROOT / "index" / "pair-models"
     #: Passages of documents the tuned model was not trained on (added or changed since) are
     #: scored with this share of the tuned question vector, the rest the installed model's.
     tuned_weight_on_untrained: float = Field(default=0.5, ge=0.0, le=1.0)

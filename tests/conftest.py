@@ -122,6 +122,7 @@ def tree_hashes(path: Path) -> dict[str, str]:
 def make_settings(corpus_dir: Path, index_dir: Path, **overrides):
     from rag.settings import Settings
 
+    overrides.setdefault("pair_cache_dir", None)  # never the project's own cache
     return Settings(corpus_dir=corpus_dir, index_dir=index_dir, **overrides)
 
 

@@ -13,6 +13,7 @@ from conftest import ROOT, copy_index, make_settings
 from rag.cli import answerability_summary
 from rag.embedding import OnnxPairScorer
 from rag.engine import Engine
+from rag.learn import pair_model
 from rag.learn.answerability import PAIR_FEATURE
 from rag.learn.model_store import (
     ANSWERABILITY,
@@ -20,6 +21,7 @@ from rag.learn.model_store import (
     PAIR_LORA,
     QUERY_LORA,
     TunedModelError,
+    file_digests,
     read_tuned_model,
 )
 from rag.learn.pair_model import PairTraining
@@ -206,7 +208,7 @@ def test_documents_the_model_was_not_trained_on_keep_the_installed_models_scores
         <= blended <= max(scores[0], float(engine.index.vectors[untrained] @ retriever.embed_query(question))) + 1e-4
 
 
-def test_tune_trains_the_answerability_model_on_out_of_fold_drafts(workspace, tmp_path):
+def test_tune_trains_the_answerability_model_on_out_of_fold_drafts(workspace, tmp_path, monkeypatch):
     settings, _ = workspace
     rows = [json.loads(line) for line in (ROOT / "training" / "questions.jsonl").read_text().splitlines()]
     picked = [r for r in rows if r["answerable"]][:240:3] + [r for r in rows if not r["answerable"]][:40]
@@ -216,7 +218,7 @@ def test_tune_trains_the_answerability_model_on_out_of_fold_drafts(workspace, tm
     off_topic.write_text("".join((ROOT / "training" / "off_topic.jsonl").read_text().splitlines(True)[:40]),
                          encoding="utf-8")
     full = settings.model_copy(update={"questions_path": questions, "off_topic_questions_path": off_topic,
-                                       "tuned_model_dir": tmp_path / "model"})
+                                       "tuned_model_dir": tmp_path / "model", "pair_cache_dir": tmp_path / "pairs"})
     report = tune(full, config=SMOKE, pair=PAIR_SMOKE)
     manifest = report.model.manifest
     assert report.answerability["thresholds"] == manifest["answerability"]
@@ -245,6 +247,19 @@ def test_tune_trains_the_answerability_model_on_out_of_fold_drafts(workspace, tm
     assert engine.answerability.pair.path == engine.index.pair_onnx_dir
     answer = engine.ask("Can a country claim the Moon?")
     assert 0.0 <= answer.confidence <= 1.0
+    # Two halves and the final model, two seeds each: kept, and read back by a second tune, which
+    # then installs the same pair model and the same answer model without training one.
+    assert len(list((tmp_path / "pairs").glob("*.safetensors"))) == 6
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a pair model was trained although the cache holds it")
+
+    monkeypatch.setattr(pair_model, "_train_one", no_training)
+    again = tune(full.model_copy(update={"tuned_model_dir": tmp_path / "again"}), config=SMOKE, pair=PAIR_SMOKE)
+    installed = {name: digest for name, digest in file_digests(full.tuned_model_dir).items()
+                 if not name.endswith("report.json")}  # the report holds the seconds a tune took
+    assert installed.items() <= file_digests(again.model.folder).items()
+    assert any(name.startswith(PAIR_LORA) for name in installed)
 
 
 @pytest.mark.parametrize("flags,pair", [([], PairTraining(seed=3)), (["--no-pair-model"], None),
@@ -264,6 +279,24 @@ def test_the_pair_model_is_trained_unless_left_out(monkeypatch, flags, pair):
     with pytest.raises(KeyboardInterrupt):
         args.func(args)
     assert asked == [pair]
+
+
+@pytest.mark.parametrize("flags,cache", [([], ROOT / "index" / "pair-models"), (["--no-pair-cache"], None)])
+def test_trained_pair_models_are_kept_unless_asked_to_train_afresh(monkeypatch, flags, cache):
+    import rag.learn.tune as tuning
+    from rag.cli import build_parser
+
+    asked = []
+
+    def stop_before_training(settings, *args, **kwargs):
+        asked.append(settings.pair_cache_dir)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tuning, "tune", stop_before_training)
+    args = build_parser().parse_args(["tune", *flags])
+    with pytest.raises(KeyboardInterrupt):
+        args.func(args)
+    assert asked == [cache]
 
 
 @pytest.mark.parametrize("count", ["0", "-1", "two"])

@@ -28,6 +28,7 @@ import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,6 +37,9 @@ from rag.learn.answerability import PAIR_CANDIDATES, best_pair_score, candidate_
 from rag.learn.features import Draft
 from rag.learn.query_model import LORA_TARGETS, warmup_then_decay
 from rag.learn.questions import Question
+
+if TYPE_CHECKING:
+    from rag.learn.pair_cache import PairModelCache
 
 log = logging.getLogger(__name__)
 
@@ -100,16 +104,17 @@ FAILED_TRAININGS_ALLOWED = 2
 
 
 def train_pair_model(embedder: str, pairs: list[tuple[str, str, float]], config: PairTraining,
-                     progress: bool = False):
+                     progress: bool = False, cache: PairModelCache | None = None):
     """LoRA-tune ``config.models`` pair models on ``pairs`` and average them (``average_pair_models``);
-    returns (model with LoRA layers, tokenizer).
+    returns (model with LoRA layers, tokenizer). With ``cache``, a model trained before on the same
+    pairs, settings and seed is read instead of trained again.
 
     A training can fail to learn: one seed of the question set's half gave every pair the same
     log-odds (docs/ANSWERS.md, "Averaging the pair model over seeds"). Such a model is set aside
     and the next seed trained in its place."""
     trained, failed, seed = [], 0, config.seed
     while len(trained) < config.models:
-        model, tokenizer = _train_one(embedder, pairs, config, seed, progress)
+        model, tokenizer = _trained(embedder, pairs, config, seed, progress, cache)
         if _learned(model, tokenizer, pairs, config):
             trained.append(model)
         elif failed == FAILED_TRAININGS_ALLOWED:
@@ -122,6 +127,19 @@ def train_pair_model(embedder: str, pairs: list[tuple[str, str, float]], config:
                         "it is set aside and seed %d trained instead", seed, seed + 1)
         seed += 1
     return average_pair_models(embedder, trained, config), tokenizer
+
+
+def _trained(embedder: str, pairs: list[tuple[str, str, float]], config: PairTraining, seed: int,
+             progress: bool, cache: PairModelCache | None):
+    """One seed's model: read from ``cache`` when it holds it, else trained (and kept there)."""
+    key = cache.key(embedder, pairs, config, seed) if cache else None
+    found = cache.load(key, embedder, config) if cache else None
+    if found:
+        return found
+    model, tokenizer = _train_one(embedder, pairs, config, seed, progress)
+    if cache:
+        cache.store(key, model)
+    return model, tokenizer
 
 
 def _learned(model, tokenizer, pairs: list[tuple[str, str, float]], config: PairTraining, sample: int = 256) -> bool:
@@ -246,14 +264,15 @@ def load_pair_model(embedder: str, folder: Path):
 
 
 def out_of_fold_pair_scores(embedder: str, questions: list[Question], drafts: list[Draft], labels,
-                            parts: np.ndarray, config: PairTraining, progress: bool = False) -> np.ndarray:
+                            parts: np.ndarray, config: PairTraining, progress: bool = False,
+                            cache: PairModelCache | None = None) -> np.ndarray:
     """Each question's pair feature from a pair model trained on the other ``parts`` (provision
     groups), so the answer model learns from scores like a new question's."""
     scores = np.zeros(len(questions))
     for part in np.unique(parts):
         train = np.flatnonzero(parts != part)
         pairs = training_pairs([questions[i] for i in train], [drafts[i] for i in train], labels)
-        model, tokenizer = train_pair_model(embedder, pairs, config, progress)
+        model, tokenizer = train_pair_model(embedder, pairs, config, progress, cache)
         for i in np.flatnonzero(parts == part):
             scores[i] = best_pair_score(score_pairs(model, tokenizer, questions[i].question,
                                                     candidate_texts(drafts[i]), config.max_length))

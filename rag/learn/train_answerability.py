@@ -47,6 +47,7 @@ from rag.learn.answerability import (
     sigmoid,
 )
 from rag.learn.features import Draft, FeatureReader
+from rag.learn.pair_cache import PairModelCache
 from rag.learn.pair_model import (
     PairTraining,
     out_of_fold_pair_scores,
@@ -221,13 +222,14 @@ class _Rows:
 def train_answerability(engine, questions: list[Question], out_dir: Path, seed: int = 0,
                         cache_dir: Path | None = None, drafts: list[Draft] | None = None,
                         pair_dir: Path | None = None, pair_training: PairTraining | None = None,
-                        progress: bool = False) -> dict:
+                        progress: bool = False, pair_cache: PairModelCache | None = None) -> dict:
     """Train the answerability model on ``questions`` and write it to ``out_dir``.
 
     ``drafts`` (one per question) replace the engine's own: ``spacesec tune`` passes drafts
     made by question encoders that never saw the question's provision, as new questions are.
     With ``pair_dir``, the pair model (``rag.learn.pair_model``, trained as ``pair_training``
-    says) is trained too, written there, and read by the answer model.
+    says) is trained too, written there, and read by the answer model; ``pair_cache`` keeps its
+    trainings for the next run on the same pairs.
     Deterministic for a seed. Returns a report: sizes, held-out-fold figures (AUROC,
     expected calibration error, outcomes per style and per kind), thresholds, seconds."""
     started = time.perf_counter()
@@ -269,9 +271,10 @@ def train_answerability(engine, questions: list[Question], out_dir: Path, seed: 
         pair_training = pair_training or PairTraining(seed=seed)
         embedder = engine.settings.embedder
         parts = np.array([fold_of(key, seed, PAIR_PARTS) for key in keys])
-        pair_scores = out_of_fold_pair_scores(embedder, qs, drafts, sentence_labels, parts, pair_training, progress)
+        pair_scores = out_of_fold_pair_scores(embedder, qs, drafts, sentence_labels, parts, pair_training,
+                                              progress, pair_cache)
         pair_model, tokenizer = train_pair_model(embedder, training_pairs(qs, drafts, sentence_labels),
-                                                 pair_training, progress)
+                                                 pair_training, progress, pair_cache)
         save_pair_lora(pair_model, Path(pair_dir), pair_training)
         # No pair model trains on off-topic questions, so the final one scores them as new questions.
         stray_pair_scores = np.array([best_pair_score(score_pairs(pair_model, tokenizer, q.question,

@@ -33,6 +33,7 @@ from rag.learn.model_store import (
     query_encoder_name,
     write_tuned_model,
 )
+from rag.learn.pair_cache import PairModelCache
 from rag.learn.pair_model import PairTraining
 from rag.learn.query_model import QueryTraining, save_lora, train_query_model, training_examples
 from rag.learn.questions import Question, QuestionFileError, load_questions, split_keys
@@ -202,7 +203,8 @@ def tune(settings: Settings, extra: list[Path] | None = None, config: QueryTrain
     """Train on the question set (and ``extra`` question files) and install the result in
     ``settings.tuned_model_dir``: the query encoder, then (unless ``answerability`` is off) the
     answerability model, on out-of-fold drafts, with a pair model trained as ``pair`` says when
-    it is given (``spacesec tune`` gives one unless ``--no-pair-model``: docs/ANSWERS.md)."""
+    it is given (``spacesec tune`` gives one unless ``--no-pair-model``: docs/ANSWERS.md); pair
+    models trained before on the same pairs are read from ``settings.pair_cache_dir``."""
     started = time.perf_counter()
     config = config or QueryTraining()
     extra = list(extra or [])
@@ -238,7 +240,8 @@ def tune(settings: Settings, extra: list[Path] | None = None, config: QueryTrain
                 engine.answerability = None
                 answerability_report = train_answerability(
                     engine, questions, staged / ANSWERABILITY, config.seed, drafts=drafts,
-                    pair_dir=staged / PAIR_LORA if pair else None, pair_training=pair, progress=progress)
+                    pair_dir=staged / PAIR_LORA if pair else None, pair_training=pair, progress=progress,
+                    pair_cache=PairModelCache(settings.pair_cache_dir) if settings.pair_cache_dir else None)
                 manifest["answerability"] = answerability_report["thresholds"]
                 if pair:
                     manifest["pair_training"] = asdict(pair)
