@@ -119,6 +119,16 @@ def tree_hashes(path: Path) -> dict[str, str]:
     return result
 
 
+def load_benchmark(name: str):
+    """A script of ``benchmarks/`` imported as a module, so its functions can be tested."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def make_settings(corpus_dir: Path, index_dir: Path, **overrides):
     from rag.settings import Settings
 

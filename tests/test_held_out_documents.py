@@ -3,21 +3,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections import Counter
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, load_benchmark
 
 from rag.learn.questions import Question, load_questions, write_questions
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("held_out_documents", ROOT / "benchmarks" / "held_out_documents.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("held_out_documents")
 
 
 @pytest.fixture(scope="module")
