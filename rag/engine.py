@@ -193,7 +193,8 @@ class Engine:
             if judged is not draft:
                 scores = self.answerability.sentence_scores(draft)
             lead, left_out = self.answerability.choose_quotes(draft, scores)
-            picks = self.composer.choose(draft.candidates, draft.cues, lead, left_out)
+            picks = self.answerability.best_first(
+                draft, scores, self.composer.choose(draft.candidates, draft.cues, lead, left_out))
             answer = self.composer.write(question, picks, judgement.confidence,
                                          judgement.wanted if judgement.outcome == PARTIAL else None)
         if mode == "llm":

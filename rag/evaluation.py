@@ -8,6 +8,7 @@ keep ``[a-z0-9]+`` tokens; a passage covers a quote when at least 60% of the quo
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections import defaultdict
@@ -148,7 +149,8 @@ def keyword_share(answer: str, keywords: Sequence[str]) -> float:
 
 
 def score_answers(items: list[Item], ask: Callable[[str, list], object], source_text: Callable[[str], str]) -> dict[str, dict[str, float]]:
-    """Keyword hit, citation hit (any citation, and the first), abstention, partial answers,
+    """Keyword hit, citation hit (any citation, the first, and the reciprocal rank of the first
+    that holds the gold: whether the quotes are in best-answering order), abstention, partial answers,
     false abstention and quote validity per question type; the AUROC and the expected
     calibration error of ``confidence`` between answerable and unanswerable questions."""
     from rag.learn.train_answerability import auroc, expected_calibration_error
@@ -166,6 +168,7 @@ def score_answers(items: list[Item], ask: Callable[[str, list], object], source_
                 "keyword_hit": keyword_share(answer.text, item.answer_keywords),
                 "citation_hit": float(any(gold_covered(item, [c.text for c in answer.citations]))),
                 "first_citation_hit": float(any(gold_covered(item, [c.text for c in answer.citations[:1]]))),
+                "citation_mrr": 1.0 / (first_hit_rank(item, [c.text for c in answer.citations]) or math.inf),
                 "false_abstention": float(answer.abstained),
                 "partial": partial,
                 "quote_validity": float(valid),
@@ -280,8 +283,10 @@ def other_runtimes(engine) -> dict[str, object]:
 def format_table(title: str, summary: dict[str, dict[str, float]]) -> str:
     metrics = [m for m in next(iter(summary.values())) if m != "n"]
     width = max(14, *(len(key) + 2 for key in summary))
-    lines = [title, f"{'type':<{width}}{'n':>4}" + "".join(f"{m:>20}" for m in metrics)]
+    columns = {m: max(20, len(m) + 2) for m in metrics}  # a long name never runs into the next
+    lines = [title, f"{'type':<{width}}{'n':>4}" + "".join(f"{m:>{w}}" for m, w in columns.items())]
     for key, row in summary.items():
-        cells = "".join(f"{row[m]:>20.3f}" if isinstance(row.get(m), float | int) else f"{'-':>20}" for m in metrics)
+        cells = "".join(f"{row[m]:>{w}.3f}" if isinstance(row.get(m), float | int) else f"{'-':>{w}}"
+                        for m, w in columns.items())
         lines.append(f"{key:<{width}}{row['n']:>4}{cells}")
     return "\n".join(lines)

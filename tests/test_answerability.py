@@ -13,7 +13,7 @@ from conftest import copy_corpus, make_settings
 
 from rag.embedding import Embedder
 from rag.engine import Engine
-from rag.evaluation import Item, question_items, score_answers
+from rag.evaluation import Item, format_table, question_items, score_answers
 from rag.index_store import build_index
 from rag.ingest import add_documents
 from rag.learn.answerability import (
@@ -197,6 +197,11 @@ def test_answer_metrics_count_first_citations_partials_and_confidence():
     summary = score_answers(items, lambda q, h: replies[q], lambda doc_id: " ".join(replies["q1"].citations[1].text
                                                                                      for _ in range(1)))
     assert summary["direct"]["citation_hit"] == 1.0 and summary["direct"]["first_citation_hit"] == 0.5
+    assert summary["direct"]["citation_mrr"] == 0.75  # the gold quoted second, then first
+    header, *rows = format_table("Answers", summary).splitlines()[1:]
+    # Every metric has a column of its own, however long its name.
+    assert header.split() == ["type", "n", *(m for m in summary["all"] if m != "n")]
+    assert all(len(row.split()) == len(header.split()) for row in rows)
     assert summary["direct"]["partial"] == 0.5
     assert summary["unanswerable"]["abstention_accuracy"] == 0.0
     assert summary["unanswerable"]["abstained_or_partial"] == 1.0
@@ -270,6 +275,32 @@ def test_sentences_the_model_rules_out_are_not_quoted_after_the_lead(real_engine
     quotes = [c.quote for c in real_engine.ask(question).citations]
     assert ruled_out and len(quotes) >= 2
     assert not [q for q in quotes[1:] if any(q in sentence for sentence in ruled_out)]
+
+
+def test_quotes_after_the_lead_go_best_answering_first():
+    from types import SimpleNamespace
+
+    candidates = [SimpleNamespace(row=r) for r in (10, 11, 12, 13)]
+    draft = SimpleNamespace(candidates=candidates)
+    scores = np.array([0.2, 0.9, 0.1, 0.5])  # row 14 below is past the scored candidates
+    picks = [candidates[2], candidates[0], SimpleNamespace(row=14), candidates[1], candidates[3]]
+    ordered = AnswerabilityModel.best_first(draft, scores, picks)
+    assert [p.row for p in ordered] == [12, 11, 13, 10, 14]  # the lead stays first whatever its score
+    assert AnswerabilityModel.best_first(draft, scores, []) == []
+
+
+@pytest.mark.slow
+def test_supporting_quotes_are_in_the_sentence_models_order(real_engine):
+    # The composer's diversity picked Liability Art. VIII ("present a claim ... in its territory")
+    # before the Outer Space Treaty's Art. II, which repeats the lead, and quoted it first.
+    question = "Can a state claim a crater on the Moon as its own territory?"
+    draft = real_engine.draft(question, real_engine.search(question, real_engine.settings.answer_passages))
+    scores = real_engine.answerability.sentence_scores(draft)
+    answer = real_engine.ask(question)
+    assert not answer.abstained and len({c.doc_id for c in answer.citations}) == len(answer.citations) >= 3
+    strength = [max(s for c, s in zip(draft.candidates, scores) if cited.quote in c.hit.chunk.text[c.start:c.end])
+                for cited in answer.citations]
+    assert strength[1:] == sorted(strength[1:], reverse=True), [c.label for c in answer.citations]
 
 
 @pytest.mark.slow

@@ -172,6 +172,16 @@ class AnswerabilityModel:
         return draft.candidates[lead], frozenset(draft.candidates[i].row for i in np.flatnonzero(scores < QUOTE_FLOOR)
                                                  if i != lead)
 
+    @staticmethod
+    def best_first(draft: Draft, scores: np.ndarray, picks: list[Pick]) -> list[Pick]:
+        """``picks`` with the lead kept first and the others in the order of the draft's
+        ``sentence_scores``: the composer's diversity decides which quotes support the lead, not
+        their order (it put Liability Art. VIII's "claim ... territory" before the Outer Space
+        Treaty's "not subject to national appropriation" because the latter repeats the lead).
+        Quotes beyond the scored candidates follow in the composer's order."""
+        strength = {c.row: float(s) for c, s in zip(draft.candidates, scores)}
+        return picks[:1] + sorted(picks[1:], key=lambda p: -strength.get(p.row, -np.inf))
+
     def raw(self, draft: Draft, scores: np.ndarray) -> float:
         """Uncalibrated log-odds that the draft's quotes, best-answering first (by its
         ``sentence_scores``), answer it."""
