@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rag.abstention import expected_answer_type, has_answer_type
-from rag.asked import STATES_WANTED, UNSPECIFIED, asked_for
+from rag.asked import UNSPECIFIED, asked_for, lists_states
 from rag.chunking import Chunk
 from rag.citations import Answer, Citation
 from rag.index_store import LoadedIndex
@@ -18,7 +18,6 @@ from rag.instruments import QueryCues, section_ref
 from rag.lexical import tokenize
 from rag.retrieval import Hit
 from rag.settings import Settings
-from rag.states import states_named
 
 _LEADING_NUMBER = re.compile(r"^(?:\d+\.\s+)")
 #: Preamble recitals give context, not obligations: prefer operative text when both fit.
@@ -39,11 +38,6 @@ class Pick:
     start: int
     end: int
     score: float
-
-
-def _lists_states(text: str) -> bool:
-    """Whether a sentence lists states (what a question asking which states wants)."""
-    return states_named(text) >= 2
 
 
 class AnswerComposer:
@@ -104,7 +98,7 @@ class AnswerComposer:
                     score += NAMED_BONUS
                 if cues.parts and section_ref(hit.chunk.section) in cues.parts:
                     score += NAMED_BONUS
-                if (wanted and has_answer_type(text, wanted)) or (asks_states and _lists_states(text)):
+                if (wanted and has_answer_type(text, wanted)) or (asks_states and lists_states(text)):
                     score += ANSWER_TYPE_BONUS
                 candidates.append(Pick(hit, row, start, end, score))
         candidates.sort(key=lambda p: (-p.score, p.row))
@@ -174,8 +168,6 @@ class AnswerComposer:
                         lines.append(f"{lead} {_name(chunk)}, {section}: {quote}")
             blocks.append("\n".join(lines))
         text = "\n\n".join(blocks)
-        if not_stated == STATES_WANTED and any(_lists_states(c.quote) for c in citations):
-            not_stated = UNSPECIFIED  # never say the corpus does not state the list a quote gives
         if not_stated == UNSPECIFIED:  # the model doubts the quotes, but nothing named is missing
             text = f"These provisions may not answer exactly what was asked; the closest say:\n\n{text}"
         elif not_stated:

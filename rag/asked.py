@@ -11,10 +11,11 @@ the answerability model learns how much each is worth.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rag.lexical import tokenize
-from rag.states import STATE_WORD
+from rag.states import STATE_WORD, states_named
 
 _COUNT_WORD = (r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|"
                r"fifty|sixty|hundred|thousand|million|first|second|third|fourth|fifth|sixth|seventh|eighth|"
@@ -95,6 +96,18 @@ _HAS_YEAR_OR_MONTH = re.compile(r"\b(?:1[89]\d\d|20\d\d)\b|\b(?:january|february
                                 r"july|august|september|october|november|december)\b", re.IGNORECASE)
 _HAS_TIME_WORD = re.compile(r"\b(?:before|after|prior to|upon|within|once|until|by the time|at the time|"
                             r"as soon as|promptly|immediately|date|period|following)\b", re.IGNORECASE)
+# What a partial answer may deny is read more strictly than the model's evidence, whose "one",
+# "before" or "may" (the verb) fit nearly every sentence: a figure in digits (a year is not one) or
+# in the unit asked for, a calendar date, a time limit.
+_MONTH = r"(?:january|february|march|april|may|june|july|august|september|october|november|december)"
+_YEAR = re.compile(r"\b(?:1[89]\d\d|20\d\d)\b")
+_CALENDAR_DAY = re.compile(rf"\b(?:[\w-]+ day of {_MONTH}|\d{{1,2}}(?:st|nd|rd|th)? {_MONTH}|"
+                           rf"{_MONTH} \d{{1,2}}(?:\s*[-\u2013]\s*\d{{1,2}})?)\b", re.IGNORECASE)
+# "the 1967 Outer Space Treaty": a year in a name; "A/68/189": a document's symbol.
+_NAMED_YEAR = re.compile(r"\b(?:1[89]\d\d|20\d\d)\s+(?=[A-Z])")
+_SYMBOL = re.compile(r"\S*/\S*")
+_SETS_A_TIME = re.compile(r"\b(?:as soon as|promptly|immediately|without delay|in advance|prior to|no later than|"
+                          r"at the (?:earliest|latest))\b", re.IGNORECASE)
 _HAS_NUMBER = re.compile(rf"\b(?:\d+(?:[.,]\d+)*|{_COUNT_WORD}|once|twice|annual\w*|yearly|"
                          rf"half|majority|unanim\w*)\b", re.IGNORECASE)
 # "article VIII", "paragraph 1 of principle 2", "resolution 1962 (XVIII)": references, not figures.
@@ -172,6 +185,24 @@ class Asked:
             return STATES_WANTED
         return UNSPECIFIED
 
+    def unstated(self, quotes: Sequence[str]) -> str:
+        """What a partial answer says the corpus does not state: ``wanted()``, or UNSPECIFIED when
+        a quote holds something of that kind (a figure in the unit asked for, or in digits when the
+        question names no unit; a date or a time limit; the list of states asked for). An answer never denies what its
+        own quotes may give: "How many years had the CSpO initiative been running?" quotes "the
+        CSpO Initiative celebrates its ten-year anniversary"."""
+        wanted = self.wanted()
+        if self.present or self.judgement or self.penalty or self.court:
+            return wanted  # named before a figure, and a text states none of these loosely
+        if self.figure:
+            given = any(_gives_figure(q, self.unit) for q in quotes)
+        elif self.date:
+            given = any(_YEAR.search(_NAMED_YEAR.sub(" ", q)) or _CALENDAR_DAY.search(q) or _SETS_A_TIME.search(q)
+                        or has_figure(q, "time") for q in quotes)
+        else:
+            given = self.states and any(lists_states(q) for q in quotes)
+        return UNSPECIFIED if given else wanted
+
 
 #: What a partial answer lacks when the question asks for nothing the checks can name.
 UNSPECIFIED = "exactly what the question asks"
@@ -211,12 +242,25 @@ def focus_terms(question: str) -> tuple[str, ...]:
     return tuple(words)
 
 
+def lists_states(text: str) -> bool:
+    """Whether a text lists states (what a question asking which states wants)."""
+    return states_named(text) >= 2
+
+
 def has_figure(text: str, unit: str | None = None) -> bool:
     """A number in ``text`` (list numbering aside); with ``unit``, a number in that unit."""
     text = _LIST_NUMBERING.sub(" ", _CROSS_REFERENCE.sub(" ", text))
     if unit:
         return bool(_FIGURE_IN[unit].search(text))
     return bool(_HAS_NUMBER.search(text))
+
+
+def _gives_figure(text: str, unit: str | None) -> bool:
+    """Whether ``text`` gives a figure a partial answer must not deny (see ``Asked.unstated``)."""
+    text = _CALENDAR_DAY.sub(" ", _YEAR.sub(" ", _SYMBOL.sub(" ", text)))  # "the twenty-second day of April": a date
+    if unit:
+        return has_figure(text, unit)
+    return bool(re.search(r"\d", _LIST_NUMBERING.sub(" ", _CROSS_REFERENCE.sub(" ", text))))
 
 
 def evidence(asked: Asked, text: str, terms: set[str] | None = None) -> dict[str, float]:

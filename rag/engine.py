@@ -188,15 +188,16 @@ class Engine:
             scores = self.answerability.sentence_scores(judged)
             judgement = self.answerability.judge(judged, scores)
             if judgement.outcome == NOT_FOUND:
-                return abstain(question, f"no passage states {judgement.wanted}", hits, judgement.confidence)
+                return abstain(question, f"no passage states {judgement.asked.wanted()}", hits, judgement.confidence)
             # The quotes are chosen for the question as asked (history steers retrieval, not selection).
             if judged is not draft:
                 scores = self.answerability.sentence_scores(draft)
             lead, left_out = self.answerability.choose_quotes(draft, scores)
             picks = self.answerability.best_first(
                 draft, scores, self.composer.choose(draft.candidates, draft.cues, lead, left_out))
-            answer = self.composer.write(question, picks, judgement.confidence,
-                                         judgement.wanted if judgement.outcome == PARTIAL else None)
+            lacking = (judgement.asked.unstated([p.hit.chunk.text[p.start:p.end] for p in picks])
+                       if judgement.outcome == PARTIAL else None)
+            answer = self.composer.write(question, picks, judgement.confidence, lacking)
         if mode == "llm":
             written = llm_answer(self.chat_model, question, hits, self.retriever.embedder.embed, answer, stream,
                                  deadline=deadline, slots=self.model_slots)

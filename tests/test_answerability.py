@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from rag.ingest import add_documents
 from rag.learn.answerability import (
     HELD_OUT_FILE,
     META_FILE,
+    PARTIAL,
     QUOTE_FLOOR,
     REPORT_FILE,
     WEIGHTS_FILE,
@@ -253,6 +255,20 @@ def test_a_partial_answer_says_what_the_corpus_does_not_state(real_engine):
         assert answer.text.startswith("The corpus does not state a penalty, sanction or means of enforcement; "
                                       "the closest provisions say:\n\nAccording to the Outer Space Treaty (1967), ")
         assert model.partial_threshold(answer.question) <= answer.confidence < model.answer_threshold
+
+
+@pytest.mark.slow
+def test_a_partial_answer_never_denies_the_figure_its_quotes_give(real_engine, monkeypatch):
+    model = real_engine.answerability
+    judge = model.judge
+    monkeypatch.setattr(model, "judge", lambda draft, scores: replace(judge(draft, scores), outcome=PARTIAL))
+    answer = real_engine.ask("How many days after depositing its accession does the Moon Agreement take effect "
+                             "for a newly joining country?")
+    assert answer.partial and any("thirtieth day" in c.quote for c in answer.citations)
+    assert answer.text.startswith("These provisions may not answer exactly what was asked; the closest say:")
+    answer = real_engine.ask("What is the fine for launching a satellite that was never registered?")
+    assert answer.partial and answer.text.startswith("The corpus does not state a penalty, sanction or means of "
+                                                     "enforcement; the closest provisions say:")
 
 
 @pytest.mark.slow

@@ -139,3 +139,47 @@ def test_an_extended_vocabulary_mentions_what_either_part_holds_without_copying_
     assert not extended.mentions("objects outer")  # the parts are separate texts, not one run of words
     assert not extended.mentions("artemis accords")
     assert extended._texts[0] is corpus._texts[0]  # the corpus's text is shared (300 MB at 1M passages)
+
+
+@pytest.mark.parametrize("question, quotes, unstated", [
+    # A figure in the unit asked for: the answer may give it, so it is not denied.
+    ("How many years had the CSpO initiative been running?",
+     ["This year, the CSpO Initiative celebrates its ten-year anniversary."], "exactly what the question asks"),
+    ("How many years had the CSpO initiative been running?",
+     ["The Principals met in Florence."], "the figure asked for (in units of time)"),
+    # A year is not a count, nor is "one of" a figure when no unit is asked for.
+    ("How many pieces of debris did the November 2021 test create?",
+     ["This addresses one of the most pressing threats, as Russia's November 2021 test showed."],
+     "the figure asked for"),
+    ("How much funding did the partners commit?",
+     ["The Board met from December 3-5, 2024, and took note of report A/68/189."], "the figure asked for"),
+    ("How many days must a country wait?",
+     ["DONE at London, the twenty-second day of April, one thousand nine hundred and sixty-eight."],
+     "the figure asked for (in units of time)"),
+    ("How many pieces of debris did the test create?",
+     ["The test created over 1,500 pieces of trackable orbital debris."], "exactly what the question asks"),
+    # A date or a time limit, not any "before" or "following".
+    ("When must the launching State inform the Secretary-General?",
+     ["It shall inform the Secretary-General as soon as possible."], "exactly what the question asks"),
+    ("When must the launching State inform the Secretary-General?",
+     ["Following the launch, the State may inform the Secretary-General."], "the date or deadline asked for"),
+    ("When must an operator move its satellite?",
+     ["With due consideration to article VI of the 1967 Outer Space Treaty, States should encourage it."],
+     "the date or deadline asked for"),
+    ("When was the Rescue Agreement signed?",
+     ["DONE at London, the twenty-second day of April, one thousand nine hundred and sixty-eight."],
+     "exactly what the question asks"),
+    ("Which countries attended the meeting?",
+     ["Representatives from Australia, Canada and France attended."], "exactly what the question asks"),
+    # Named before a figure, and never read loosely from a quote.
+    ("What is the fine for an unregistered launch?",
+     ["A launching State shall be absolutely liable to pay compensation."],
+     "a penalty, sanction or means of enforcement"),
+    ("How many countries have ratified the Moon Agreement so far?",
+     ["This Agreement shall enter into force on the thirtieth day."],
+     "the present state of affairs (it is a fixed set of texts, with no current data)"),
+])
+def test_a_partial_answer_denies_only_what_no_quote_holds(question, quotes, unstated):
+    asked = asked_for(question)
+    assert asked.unstated(quotes) == unstated
+    assert asked.unstated([]) == asked.wanted()

@@ -68,10 +68,13 @@ def test_a_partial_answer_names_as_missing_only_what_no_quote_holds(real_engine)
     candidates = real_engine.draft(question, real_engine.search(question)).candidates
     listing = [p for p in candidates if states_named(p.hit.chunk.text[p.start:p.end]) >= 10][:1]
     others = [p for p in candidates if states_named(p.hit.chunk.text[p.start:p.end]) == 0][:2]
-    missing = "the list of states asked for"
+    asked = asked_for(question)
+    missing = asked.unstated([p.hit.chunk.text[p.start:p.end] for p in others])
+    assert missing == "the list of states asked for"
     without = real_engine.composer.write(question, others, 0.5, missing)
     assert without.partial and without.text.startswith(f"The corpus does not state {missing}; ")
-    with_list = real_engine.composer.write(question, listing + others, 0.5, missing)
+    given = asked.unstated([p.hit.chunk.text[p.start:p.end] for p in listing + others])
+    with_list = real_engine.composer.write(question, listing + others, 0.5, given)
     assert with_list.partial and with_list.text.startswith("These provisions may not answer exactly what was asked")
 
 

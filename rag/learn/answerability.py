@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.answer import Pick
-from rag.asked import asked_for
+from rag.asked import Asked, asked_for
 from rag.learn.features import Draft, FeatureReader
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class Judgement:
 
     confidence: float  # calibrated probability that the best quotes answer the question
     outcome: str  # ANSWERED, PARTIAL or NOT_FOUND
-    wanted: str  # what the question asks for, in words, for partial and not-found answers
+    asked: Asked  # what the question asks for, named in partial and not-found answers
 
 
 @dataclass(frozen=True)
@@ -210,7 +210,7 @@ class AnswerabilityModel:
         ``sentence_scores``."""
         confidence = self.calibrate(self.raw(draft, scores))
         asked = asked_for(draft.question)
-        return Judgement(round(confidence, 4), outcome(confidence, asked.quantity, self.thresholds), asked.wanted())
+        return Judgement(round(confidence, 4), outcome(confidence, asked.quantity, self.thresholds), asked)
 
 
 def candidate_texts(draft: Draft, limit: int = PAIR_CANDIDATES) -> list[str]:
