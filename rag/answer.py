@@ -24,6 +24,9 @@ _LEADING_NUMBER = re.compile(r"^(?:\d+\.\s+)")
 PREAMBLE_PENALTY = 0.05
 #: A sentence from the instrument (or part) the question names beats a look-alike elsewhere.
 NAMED_BONUS = 0.1
+#: Two quotes sharing this share of their words say the same thing (the LTS guidelines repeat the
+#: debris guidelines word for word, and the treaties their final clauses): the second is not quoted.
+SAME_WORDS = 0.9
 #: A sentence with what the question asks for (a figure for "how many", a date for "when",
 #: several states' names for "which countries").
 ANSWER_TYPE_BONUS = 0.1
@@ -120,6 +123,8 @@ class AnswerComposer:
         floor = candidates[0].score - self.settings.answer_score_margin
         rows = sorted({p.row for p in candidates if p.score >= floor} | {c.row for c in chosen})
         vectors = dict(zip(rows, self.index.sentence_vectors[rows], strict=True))  # read once
+        words = {p.row: set(tokenize(p.hit.chunk.text[p.start:p.end]))
+                 for p in [*chosen, *(c for c in candidates if c.score >= floor)]}
         lam = self.settings.mmr_lambda
         while len(chosen) < self.settings.max_answer_sentences:
             best, best_value = None, -math.inf
@@ -127,6 +132,8 @@ class AnswerComposer:
             for pick in candidates:
                 if pick.row in taken or pick.score < floor:
                     continue
+                if any(_same_words(words[pick.row], words[c.row]) for c in chosen):
+                    continue  # the same words again, most often in another instrument
                 redundancy = max((float(vectors[pick.row] @ vectors[c.row]) for c in chosen), default=0.0)
                 value = lam * pick.score - (1 - lam) * redundancy
                 if value > best_value:
@@ -176,6 +183,11 @@ class AnswerComposer:
             confidence = min(max(max(p.score for p in picks), 0.0), 1.0) if picks else 0.0
         return Answer(question=question, text=text, citations=citations, abstained=False,
                       confidence=round(confidence, 4), partial=bool(not_stated))
+
+
+def _same_words(a: set[str], b: set[str]) -> bool:
+    """Whether two sentences' words overlap by at least ``SAME_WORDS`` (Jaccard)."""
+    return len(a & b) >= SAME_WORDS * max(len(a | b), 1)
 
 
 def _name(chunk: Chunk) -> str:

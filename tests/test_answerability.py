@@ -320,6 +320,17 @@ def test_supporting_quotes_are_in_the_sentence_models_order(real_engine):
 
 
 @pytest.mark.slow
+def test_the_same_words_are_never_quoted_twice(real_engine):
+    # The LTS guidelines repeat the debris guidelines' sentence on leaving the GEO region word for
+    # word; MMR's sentence vectors, which read each sentence's place, did not see it as a repeat.
+    answer = real_engine.ask("What should operators do with a satellite at the end of its mission?")
+    words = [set(re.findall(r"\w+", c.quote.lower())) for c in answer.citations]
+    assert len(words) >= 2
+    assert all(len(a & b) < 0.9 * len(a | b) for i, a in enumerate(words) for b in words[:i]), \
+        [c.label for c in answer.citations]
+
+
+@pytest.mark.slow
 def test_a_question_naming_an_instrument_is_answered_from_it_first(real_engine):
     answer = real_engine.ask("What is a space object according to the Liability Convention?")
     assert answer.citations and answer.citations[0].doc_id == "liability-convention-1972"
