@@ -19,6 +19,10 @@ _CURRENT_STATE = re.compile(
     r"to date|so far|will (?:[\w'\u2019-]+ ){0,6}(?:take place|be held))\b",
     re.IGNORECASE,
 )
+#: Words that put a question in the present whatever it is about. Not a rule of their own: "today"
+#: opens the fact sheet ("Today at Vandenberg ..."), and "now" many a question about the texts.
+_TODAY = re.compile(r"\b(?:today|now)\b", re.IGNORECASE)
+OFF_TOPIC_REASON = "the question seems to be outside space law and security, which is all the corpus covers"
 _NUMBER = re.compile(r"\b\d+(?:[./-]\d+)*\b")
 _ACRONYM = re.compile(r"\b[A-Z][A-Z0-9-]{1,9}s?\b")
 _CAPITALISED_RUN = re.compile(r"\b[A-Z][a-z'’]+(?:\s+(?:of\s+(?:the\s+)?)?[A-Z][a-z'’]+)+\b")
@@ -171,13 +175,25 @@ def unanswerable_reason(question: str, vocabulary: Vocabulary) -> str | None:
         return "the question has no words the corpus could be searched for"
     match = _CURRENT_STATE.search(question)
     if match:
-        return (f"the question asks about the present or the future (\u201c{match.group(0)}\u201d), "
-                "and the corpus is a fixed set of texts with no current data")
+        return _present_reason(match.group(0))
     missing = [t for t in name_terms(question)[0] if not vocabulary.mentions(t)]
     if missing:
         term = missing[0] if len(missing[0]) <= 60 else missing[0][:57] + "..."
         return f"the corpus does not mention \u201c{term}\u201d"
     return None
+
+
+def off_topic_reason(question: str) -> str:
+    """Why a question the topic checks find outside the corpus is refused. One about today ("How
+    many satellites are in orbit today?") asks about the present, which the corpus never states,
+    whether or not it is about space; any other is refused for its subject."""
+    match = _TODAY.search(question)  # the rules have refused the other present-tense words
+    return _present_reason(match.group(0)) if match else OFF_TOPIC_REASON
+
+
+def _present_reason(words: str) -> str:
+    return (f"the question asks about the present or the future (\u201c{words}\u201d), "
+            "and the corpus is a fixed set of texts with no current data")
 
 
 def _has_number(text: str) -> bool:

@@ -11,7 +11,7 @@ from functools import cached_property
 import numpy as np
 from langchain_core.documents import Document
 
-from rag.abstention import Vocabulary, lacks_answer_type, unanswerable_reason
+from rag.abstention import Vocabulary, lacks_answer_type, off_topic_reason, unanswerable_reason
 from rag.answer import AnswerComposer, Pick
 from rag.citations import Answer, Citation
 from rag.corpus import Corpus, load_corpus
@@ -53,7 +53,6 @@ from rag.validation import (
 
 log = logging.getLogger(__name__)
 
-OFF_TOPIC_REASON = "the question seems to be outside space law and security, which is all the corpus covers"
 
 
 @dataclass
@@ -184,7 +183,7 @@ class Engine:
                 query = standalone_query(asked, clean_history(history), self.catalogue, self.settings.history_turns)
                 judged = self.draft(query, hits) if query != asked else draft
             if self.answerability.off_topic(judged) and not self.near_corpus(judged):
-                return abstain(question, OFF_TOPIC_REASON, hits)
+                return abstain(question, off_topic_reason(judged.content), hits)
             scores = self.answerability.sentence_scores(judged)
             judgement = self.answerability.judge(judged, scores)
             if judgement.outcome == NOT_FOUND:
@@ -241,7 +240,9 @@ class Engine:
     def refusal(self, draft: Draft) -> str | None:
         """Why the corpus cannot answer, before any sentence is judged: the rules that need no
         model (a text the corpus does not hold, today's facts, off topic), or None."""
-        return unanswerable_reason(draft.content, self.vocabulary) or self._off_topic(draft.vector, draft.hits)
+        if reason := unanswerable_reason(draft.content, self.vocabulary):
+            return reason
+        return off_topic_reason(draft.content) if self._off_topic(draft.vector, draft.hits) else None
 
     def near_corpus(self, draft: Draft) -> bool:
         """Whether a sentence of the retrieved passages is nearer the question than almost every
@@ -257,8 +258,8 @@ class Engine:
         """The highest similarity of a question's ``vector`` to a sentence of the passages ``hits``."""
         return self.retriever.best_sentence(vector, [self.retriever.position_of(h.chunk) for h in hits])
 
-    def _off_topic(self, vector, hits: list[Hit]) -> str | None:
-        """A question no sentence of the corpus comes near is outside space law and security.
+    def _off_topic(self, vector, hits: list[Hit]) -> bool:
+        """Whether no sentence of the corpus comes near the question: it is outside space law and security.
 
         A retrieved passage's sentence near enough settles it. Otherwise a corpus of up to
         ``exact_search_max_passages`` passages compares every sentence; a larger one the
@@ -270,9 +271,7 @@ class Engine:
             best = float((self.index.sentence_vectors @ vector).max(initial=-1.0))
         elif best < threshold:
             best = max(best, retriever.best_sentence(vector, retriever.nearest(vector, self.settings.candidate_pool)))
-        if best < threshold:
-            return OFF_TOPIC_REASON
-        return None
+        return best < threshold
 
     # -- retrieval ---------------------------------------------------------------------
     def search(self, question: str, k: int | None = None, history: list | None = None,

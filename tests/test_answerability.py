@@ -449,6 +449,14 @@ def test_the_topic_model_refuses_what_the_similarity_floor_lets_through(real_eng
 
 
 @pytest.mark.slow
+def test_an_off_topic_question_about_today_says_the_corpus_has_no_current_data(real_engine):
+    answer = real_engine.ask("How many satellites are in orbit today?")
+    assert answer.abstained and not answer.citations
+    assert "outside space law and security" not in answer.text
+    assert "the corpus is a fixed set of texts with no current data" in answer.text
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("question", ["Who pays if a satellite falls on my house?",
                                       "Can the military use space at all?", "registration of space objects"])
 def test_everyday_questions_on_the_subject_pass_the_topic_model(real_engine, question):

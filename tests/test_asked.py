@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from rag.abstention import Vocabulary, name_terms, unanswerable_reason
+from rag.abstention import (
+    OFF_TOPIC_REASON,
+    Vocabulary,
+    name_terms,
+    off_topic_reason,
+    unanswerable_reason,
+)
 from rag.asked import asked_for, evidence, focus_terms, has_figure
 
 
@@ -183,3 +189,11 @@ def test_a_partial_answer_denies_only_what_no_quote_holds(question, quotes, unst
     asked = asked_for(question)
     assert asked.unstated(quotes) == unstated
     assert asked.unstated([]) == asked.wanted()
+
+
+def test_an_off_topic_question_about_today_is_refused_for_asking_about_the_present():
+    reason = off_topic_reason("How many satellites are in orbit today?")
+    assert reason.startswith("the question asks about the present or the future (\u201ctoday\u201d)")
+    assert off_topic_reason("What is the weather like right now?").endswith("with no current data")
+    assert off_topic_reason("Recommend a good science fiction novel") == OFF_TOPIC_REASON
+    assert off_topic_reason("Is the knowledge of the crew important?") == OFF_TOPIC_REASON  # "now" as a word only
