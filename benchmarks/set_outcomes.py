@@ -27,7 +27,9 @@ POOLED = "pooled"
 
 
 def verdict(answer) -> str:
-    return "not found" if answer.abstained else "partial" if answer.partial else "answered"
+    from rag.learn.answerability import ANSWERED, NOT_FOUND, PARTIAL
+
+    return NOT_FOUND if answer.abstained else PARTIAL if answer.partial else ANSWERED
 
 
 def records(engine, paths: list[Path]) -> list[dict]:

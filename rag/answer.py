@@ -42,6 +42,11 @@ class Pick:
     end: int
     score: float
 
+    @property
+    def text(self) -> str:
+        """The sentence, as it stands in its passage."""
+        return self.hit.chunk.text[self.start:self.end]
+
 
 class AnswerComposer:
     """Scores answer sentences against the question and writes the cited answer."""
@@ -123,7 +128,7 @@ class AnswerComposer:
         floor = candidates[0].score - self.settings.answer_score_margin
         rows = sorted({p.row for p in candidates if p.score >= floor} | {c.row for c in chosen})
         vectors = dict(zip(rows, self.index.sentence_vectors[rows], strict=True))  # read once
-        words = {p.row: set(tokenize(p.hit.chunk.text[p.start:p.end]))
+        words = {p.row: set(tokenize(p.text))
                  for p in [*chosen, *(c for c in candidates if c.score >= floor)]}
         lam = self.settings.mmr_lambda
         while len(chosen) < self.settings.max_answer_sentences:

@@ -92,19 +92,18 @@ _ACTOR = re.compile(r"^\W*(?:and |so )?who(?:m|se)?\b|\b(?:to|by|from|with) whom
                     r"committee|country|state)\b", re.IGNORECASE)
 
 # Sentences that contain each kind of answer.
-_HAS_YEAR_OR_MONTH = re.compile(r"\b(?:1[89]\d\d|20\d\d)\b|\b(?:january|february|march|april|may|june|"
-                                r"july|august|september|october|november|december)\b", re.IGNORECASE)
+_YEAR = re.compile(r"\b(?:1[89]\d\d|20\d\d)\b")
+_MONTH = r"(?:january|february|march|april|may|june|july|august|september|october|november|december)"
+_HAS_YEAR_OR_MONTH = re.compile(rf"{_YEAR.pattern}|\b{_MONTH}\b", re.IGNORECASE)
 _HAS_TIME_WORD = re.compile(r"\b(?:before|after|prior to|upon|within|once|until|by the time|at the time|"
                             r"as soon as|promptly|immediately|date|period|following)\b", re.IGNORECASE)
 # What a partial answer may deny is read more strictly than the model's evidence, whose "one",
 # "before" or "may" (the verb) fit nearly every sentence: a figure in digits (a year is not one) or
 # in the unit asked for, a calendar date, a time limit.
-_MONTH = r"(?:january|february|march|april|may|june|july|august|september|october|november|december)"
-_YEAR = re.compile(r"\b(?:1[89]\d\d|20\d\d)\b")
 _CALENDAR_DAY = re.compile(rf"\b(?:[\w-]+ day of {_MONTH}|\d{{1,2}}(?:st|nd|rd|th)? {_MONTH}|"
                            rf"{_MONTH} \d{{1,2}}(?:\s*[-\u2013]\s*\d{{1,2}})?)\b", re.IGNORECASE)
 # "the 1967 Outer Space Treaty": a year in a name; "A/68/189": a document's symbol.
-_NAMED_YEAR = re.compile(r"\b(?:1[89]\d\d|20\d\d)\s+(?=[A-Z])")
+_NAMED_YEAR = re.compile(rf"{_YEAR.pattern}\s+(?=[A-Z])")
 _SYMBOL = re.compile(r"\S*/\S*")
 _SETS_A_TIME = re.compile(r"\b(?:as soon as|promptly|immediately|without delay|in advance|prior to|no later than|"
                           r"at the (?:earliest|latest))\b", re.IGNORECASE)
@@ -188,9 +187,9 @@ class Asked:
     def unstated(self, quotes: Sequence[str]) -> str:
         """What a partial answer says the corpus does not state: ``wanted()``, or UNSPECIFIED when
         a quote holds something of that kind (a figure in the unit asked for, or in digits when the
-        question names no unit; a date or a time limit; the list of states asked for). An answer never denies what its
-        own quotes may give: "How many years had the CSpO initiative been running?" quotes "the
-        CSpO Initiative celebrates its ten-year anniversary"."""
+        question names no unit; a date or a time limit; the list of states asked for). An answer
+        never denies what its own quotes may give: "How many years had the CSpO initiative been
+        running?" quotes "the CSpO Initiative celebrates its ten-year anniversary"."""
         wanted = self.wanted()
         if self.present or self.judgement or self.penalty or self.court:
             return wanted  # named before a figure, and a text states none of these loosely
@@ -249,10 +248,15 @@ def lists_states(text: str) -> bool:
 
 def has_figure(text: str, unit: str | None = None) -> bool:
     """A number in ``text`` (list numbering aside); with ``unit``, a number in that unit."""
-    text = _LIST_NUMBERING.sub(" ", _CROSS_REFERENCE.sub(" ", text))
+    text = _without_references(text)
     if unit:
         return bool(_FIGURE_IN[unit].search(text))
     return bool(_HAS_NUMBER.search(text))
+
+
+def _without_references(text: str) -> str:
+    """``text`` without cross-references ("article VIII") and list numbering ("2.", "(b)")."""
+    return _LIST_NUMBERING.sub(" ", _CROSS_REFERENCE.sub(" ", text))
 
 
 def _gives_figure(text: str, unit: str | None) -> bool:
@@ -260,7 +264,7 @@ def _gives_figure(text: str, unit: str | None) -> bool:
     text = _CALENDAR_DAY.sub(" ", _YEAR.sub(" ", _SYMBOL.sub(" ", text)))  # "the twenty-second day of April": a date
     if unit:
         return has_figure(text, unit)
-    return bool(re.search(r"\d", _LIST_NUMBERING.sub(" ", _CROSS_REFERENCE.sub(" ", text))))
+    return bool(re.search(r"\d", _without_references(text)))
 
 
 def evidence(asked: Asked, text: str, terms: set[str] | None = None) -> dict[str, float]:

@@ -54,7 +54,6 @@ from rag.validation import (
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class Engine:
     """Loaded once, shared by every caller; all methods are safe to call from many threads."""
@@ -172,7 +171,7 @@ class Engine:
             return abstain(question, reason, hits)
         if self.answerability is None:
             picks = self.composer.choose(draft.candidates, draft.cues)
-            reason = lacks_answer_type(asked, [p.hit.chunk.text[p.start:p.end] for p in picks])
+            reason = lacks_answer_type(asked, [p.text for p in picks])
             if reason:
                 return abstain(question, reason, hits)
             answer = self.composer.write(question, picks)
@@ -194,7 +193,7 @@ class Engine:
             lead, left_out = self.answerability.choose_quotes(draft, scores)
             picks = self.answerability.best_first(
                 draft, scores, self.composer.choose(draft.candidates, draft.cues, lead, left_out))
-            lacking = (judgement.asked.unstated([p.hit.chunk.text[p.start:p.end] for p in picks])
+            lacking = (judgement.asked.unstated([p.text for p in picks])
                        if judgement.outcome == PARTIAL else None)
             answer = self.composer.write(question, picks, judgement.confidence, lacking)
         if mode == "llm":
@@ -373,7 +372,7 @@ _CONTEXT = re.compile(r"\b(?:rationale|background)\b", re.IGNORECASE)
 def _lede(candidates: list[Pick], title: str) -> Pick | None:
     """The first sentence after the title: a document with no preamble and no section on its
     purpose or background (a statement, a fact sheet) says what it is there, as news does."""
-    return min((p for p in candidates if p.hit.chunk.text[p.start:p.end].strip(" .") not in title),
+    return min((p for p in candidates if p.text.strip(" .") not in title),
                key=lambda p: p.row, default=None)
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from conftest import REAL_EMBEDDER
 
+from rag.answer import Pick
 from rag.embedding import CONFIG_FILE, OnnxPairScorer, is_onnx_folder, resolve_model_path
 from rag.learn.answerability import (
     PAIR_CANDIDATES,
@@ -33,7 +34,7 @@ SENTENCES = [("A launching State shall be absolutely liable to pay compensation 
 
 def _draft(texts: list[str]):
     """A draft as the pair model reads it: candidates whose span is the whole passage text."""
-    picks = [SimpleNamespace(hit=SimpleNamespace(chunk=SimpleNamespace(text=t)), start=0, end=len(t)) for t in texts]
+    picks = [Pick(SimpleNamespace(chunk=SimpleNamespace(text=t)), row, 0, len(t), 0.0) for row, t in enumerate(texts)]
     return SimpleNamespace(candidates=picks)
 
 

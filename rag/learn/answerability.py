@@ -215,7 +215,7 @@ class AnswerabilityModel:
 
 def candidate_texts(draft: Draft, limit: int = PAIR_CANDIDATES) -> list[str]:
     """The sentences of the first ``limit`` candidates of ``draft``."""
-    return [pick.hit.chunk.text[pick.start:pick.end] for pick in draft.candidates[:limit]]
+    return [pick.text for pick in draft.candidates[:limit]]
 
 
 def best_pair_score(scores: np.ndarray) -> float:

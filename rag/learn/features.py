@@ -77,7 +77,7 @@ class FeatureReader:
         asked = asked or asked_for(draft.question)
         terms = _question_terms(draft.content)
         top = draft.candidates[:QUOTED]
-        texts = [_text(p) for p in top]
+        texts = [p.text for p in top]
         quoted_terms = set(tokenize(" ".join(texts)))
         first_terms = set(tokenize(texts[0])) if texts else set()
         passage_terms = set(tokenize(draft.hits[0].chunk.text)) if draft.hits else set()
@@ -126,7 +126,7 @@ class FeatureReader:
         best = draft.candidates[0].score if draft.candidates else 0.0
         ranks = {h.chunk.chunk_id: r for r, h in enumerate(draft.hits)}
         for rank, pick in enumerate(draft.candidates[:limit]):
-            text = _text(pick)
+            text = pick.text
             own = set(tokenize(text))
             row = {
                 "cos": float(self.sentence_vectors[pick.row] @ draft.vector),
@@ -142,6 +142,3 @@ class FeatureReader:
             rows.append(row)
         return rows
 
-
-def _text(pick: Pick) -> str:
-    return pick.hit.chunk.text[pick.start:pick.end]

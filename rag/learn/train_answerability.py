@@ -140,7 +140,7 @@ def sentence_labels(draft: Draft, quote: str) -> list[int]:
     """1 for each of the first candidates that overlaps ``quote``, else 0."""
     labels = []
     for pick in draft.candidates[:SENTENCE_CANDIDATES]:
-        text = pick.hit.chunk.text[pick.start:pick.end]
+        text = pick.text
         labels.append(int(max(_overlap(quote, text), _overlap(text, quote)) >= SENTENCE_OVERLAP))
     return labels
 
