@@ -457,6 +457,14 @@ def test_an_off_topic_question_about_today_says_the_corpus_has_no_current_data(r
 
 
 @pytest.mark.slow
+def test_a_question_asking_for_an_opinion_is_refused_with_the_passages_to_judge_from(real_engine):
+    answer = real_engine.ask("Should nuclear reactors be banned from Earth orbit altogether?")
+    assert answer.abstained and not answer.citations and answer.confidence == 0.0
+    assert "asks for an opinion or a forecast (\u201cShould \u2026 be banned\u201d)" in answer.text
+    assert any(c.doc_id == "unga-nuclear-power-sources-principles-1992" for c in answer.related)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("question", ["Who pays if a satellite falls on my house?",
                                       "Can the military use space at all?", "registration of space objects"])
 def test_everyday_questions_on_the_subject_pass_the_topic_model(real_engine, question):

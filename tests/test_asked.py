@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from conftest import ROOT
 
 from rag.abstention import (
     OFF_TOPIC_REASON,
@@ -197,3 +200,48 @@ def test_an_off_topic_question_about_today_is_refused_for_asking_about_the_prese
     assert off_topic_reason("What is the weather like right now?").endswith("with no current data")
     assert off_topic_reason("Recommend a good science fiction novel") == OFF_TOPIC_REASON
     assert off_topic_reason("Is the knowledge of the crew important?") == OFF_TOPIC_REASON  # "now" as a word only
+
+
+_OPINION_REASON = "the question asks for an opinion or a forecast"
+
+
+@pytest.mark.parametrize("question, words", [
+    ("Is the moon treaty basically a failure?", "basically a failure"),
+    ("Are nuclear power sources in space too dangerous to allow?", "too dangerous"),
+    ("Do you think the major space powers will ever join the Moon Agreement?", "Do you think"),
+    ("How likely is it that India will join the CSpO Initiative within the next decade?", "How likely"),
+    ("Will debris collisions make low Earth orbit unusable by 2040?", "by 2040"),
+    ("Should the Outer Space Treaty be amended to ban all weapons in orbit?", "Should \u2026 be amended"),
+    ("should it be legal for billionaires to own parts of the moon", "should \u2026 be legal"),
+    ("Which protects astronauts better, the OST or the rescue agreement?", "Which protects astronauts better"),
+])
+def test_a_question_asking_for_an_opinion_or_a_forecast_is_refused(question, words):
+    reason = unanswerable_reason(question, Vocabulary(["Outer Space Treaty, Moon Agreement, CSpO Initiative"]))
+    assert reason == (f"{_OPINION_REASON} (\u201c{words}\u201d), which the corpus does not give: "
+                      "it holds the texts themselves")
+
+
+@pytest.mark.parametrize("question", [
+    "What should operators do with a satellite at the end of its mission?",  # what the texts recommend
+    "Should very small satellites be made easier to track?",
+    "Why did countries think compulsory logging of satellites was a good idea?",  # a reason a text gives
+    "How likely may a truly serious radiation accident from a nuclear satellite be allowed to be?",
+    "If a State has reason to believe an experiment is likely to cause harmful interference, what must it do?",
+    "Would the Liability Convention cover damage a rocket does to citizens of the launching country?",
+])
+def test_questions_about_what_the_texts_recommend_or_allow_are_not_opinions(question):
+    reason = unanswerable_reason(question, Vocabulary(["Liability Convention"]))
+    assert reason is None or not reason.startswith(_OPINION_REASON)
+
+
+def test_the_opinion_rule_refuses_no_answerable_training_question():
+    """The rule stays narrow: on every question file of ``training/`` it refuses no answerable
+    question, and catches at least a third of the opinion-or-prediction near misses."""
+    vocabulary = Vocabulary([""])
+    rows = [json.loads(line) for path in sorted((ROOT / "training").glob("*.jsonl"))
+            for line in path.read_text(encoding="utf-8").splitlines()]
+    refused = [r for r in rows if (unanswerable_reason(r["question"], vocabulary) or "").startswith(_OPINION_REASON)]
+    assert [r["question"] for r in refused if r.get("answerable")] == []
+    opinions = [r for r in rows if r.get("kind") == "opinion-or-prediction"]
+    assert len(opinions) > 200
+    assert sum(r.get("kind") == "opinion-or-prediction" for r in refused) >= len(opinions) / 3
