@@ -208,6 +208,7 @@ _OPINION_REASON = "the question asks for an opinion or a forecast"
 @pytest.mark.parametrize("question, words", [
     ("Is the moon treaty basically a failure?", "basically a failure"),
     ("Are nuclear power sources in space too dangerous to allow?", "too dangerous"),
+    ("We're planning a lunar base. Are nuclear reactors in space really worth the risk?", "worth the risk"),
     ("Do you think the major space powers will ever join the Moon Agreement?", "Do you think"),
     ("How likely is it that India will join the CSpO Initiative within the next decade?", "How likely"),
     ("Will debris collisions make low Earth orbit unusable by 2040?", "by 2040"),
