@@ -229,6 +229,8 @@ def test_a_question_asking_for_an_opinion_or_a_forecast_is_refused(question, wor
     "How likely may a truly serious radiation accident from a nuclear satellite be allowed to be?",
     "If a State has reason to believe an experiment is likely to cause harmful interference, what must it do?",
     "Would the Liability Convention cover damage a rocket does to citizens of the launching country?",
+    "Are obsolete satellites counted as space debris?",  # an adjective of the thing asked about
+    "Is it fair to say that the Outer Space Treaty bans nuclear weapons in orbit?",
 ])
 def test_questions_about_what_the_texts_recommend_or_allow_are_not_opinions(question):
     reason = unanswerable_reason(question, Vocabulary(["Liability Convention"]))
