@@ -33,8 +33,10 @@ _OPINION = tuple(re.compile(pattern, re.IGNORECASE) for pattern in (
     (_OPENS + r"(?:is|are|was|were|would|isn't|aren't|wasn't)\b[^?]*?\b(?P<cue>a (?:good|bad|smart|wise|sensible) "
      r"(?:idea|move|forum|thing|way)|worth (?:the \w+|it)|too (?:risky|dangerous|vague|weak|strict|old|short|long|"
      r"slow|lax|broad|narrow)|(?:strong|strict|good|tough|clear|safe) enough|fair (?:to|on|for)(?! say)|"
-     r"(?:basically |simply |just )?a failure|(?:outdated|obsolete)(?=\s*(?:[?.!,;]|$|for|now|today|in|given|to)\b)|still (?:relevant|adequate|workable|fit|useful|"
-     r"needed)|(?:just|merely|only|simply) symbolic)\b"),
+     r"(?:basically |simply |just )?a failure|"
+     # a verdict on a text ("Is the OST outdated?"), not a thing asked about ("obsolete satellites")
+     r"(?:outdated|obsolete)(?=\s*(?:[?.!,;]|$|for|now|today|in|given|to)\b)|"
+     r"still (?:relevant|adequate|workable|fit|useful|needed)|(?:just|merely|only|simply) symbolic)\b"),
     r"\b(?P<cue>how likely)\b(?! (?:may|must|can|should|is (?:it|an?|the) \w+ allowed)\b)",
     r"\b(?P<cue>is it likely)\b",
     r"\b(?:is|are) (?:\w+ ){1,4}(?P<cue>likely to)\b(?! (?:cause|interfere|be harmful|result)\b)",

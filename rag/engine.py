@@ -238,7 +238,8 @@ class Engine:
 
     def refusal(self, draft: Draft) -> str | None:
         """Why the corpus cannot answer, before any sentence is judged: the rules that need no
-        model (a text the corpus does not hold, today's facts, off topic), or None."""
+        model (a text the corpus does not hold, today's facts, an opinion or a forecast, off
+        topic), or None."""
         if reason := unanswerable_reason(draft.content, self.vocabulary):
             return reason
         return off_topic_reason(draft.content) if self._off_topic(draft.vector, draft.hits) else None
