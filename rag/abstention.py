@@ -47,6 +47,9 @@ _OPINION = tuple(re.compile(pattern, re.IGNORECASE) for pattern in (
      r"turned into))\b"),
     (r"\b(?P<cue>(?:would it be|is it|which (?:is|works|one is|protects|does)) (?:\w+ )?(?:better|worse|"
      r"more effective))\b"),
+    # a debate's verdict ("which side has the stronger case")
+    (r"\b(?P<cue>(?:which side|which team|who) (?:has|makes|wins) (?:the )?(?:stronger|better|weaker|"
+     r"more convincing|winning) (?:case|argument|position|side))\b"),
 ))
 #: Words that put a question in the present whatever it is about. Not a rule of their own: "today"
 #: opens the fact sheet ("Today at Vandenberg ..."), and "now" many a question about the texts.

@@ -215,6 +215,8 @@ _OPINION_REASON = "the question asks for an opinion or a forecast"
     ("Should the Outer Space Treaty be amended to ban all weapons in orbit?", "Should \u2026 be amended"),
     ("should it be legal for billionaires to own parts of the moon", "should \u2026 be legal"),
     ("Which protects astronauts better, the OST or the rescue agreement?", "Which protects astronauts better"),
+    ("Debate on a moon mining ban: who has the stronger argument under the Moon Agreement?",
+     "who has the stronger argument"),
 ])
 def test_a_question_asking_for_an_opinion_or_a_forecast_is_refused(question, words):
     reason = unanswerable_reason(question, Vocabulary(["Outer Space Treaty, Moon Agreement, CSpO Initiative"]))
@@ -231,6 +233,7 @@ def test_a_question_asking_for_an_opinion_or_a_forecast_is_refused(question, wor
     "Would the Liability Convention cover damage a rocket does to citizens of the launching country?",
     "Are obsolete satellites counted as space debris?",  # an adjective of the thing asked about
     "Is it fair to say that the Outer Space Treaty bans nuclear weapons in orbit?",
+    "Who has the stronger claim to compensation under the Liability Convention, a State or its citizens?",
 ])
 def test_questions_about_what_the_texts_recommend_or_allow_are_not_opinions(question):
     reason = unanswerable_reason(question, Vocabulary(["Liability Convention"]))
