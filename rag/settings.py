@@ -88,7 +88,9 @@ class Settings(BaseSettings):
     # Answers
     max_answer_sentences: int = 3
     answer_passages: int = 5
-    mmr_lambda: float = 0.7
+    #: Weight of a quote's score against its likeness to the quotes already chosen (MMR), chosen on
+    #: out-of-fold drafts of the training questions (docs/ANSWERS.md, "Less weight on variety").
+    mmr_lambda: float = 0.9
     #: Sentences scoring further than this below the best one are left out of the answer
     #: (fitted on out-of-fold drafts of the training questions: docs/ANSWERS.md).
     answer_score_margin: float = 0.16
