@@ -25,18 +25,28 @@ _DEMONSTRATIVE = re.compile(
     r"(?!(?:is|was|are|were|means?|the|a|an)\b)[a-z]+", re.IGNORECASE)
 #: A question ending on a pronoun ("... returning it?") refers to something said before.
 _TRAILING_PRONOUN = re.compile(r"\b(?:it|them|that|this|those|these)\s*\?\s*$", re.IGNORECASE)
+#: A thing named before a later clause that the final pronoun stands in ("mine helium-3 on the
+#: Moon and keep it?", "signed the treaty but never ratified it?"): its antecedent is the question's own.
+_OWN_ANTECEDENT = re.compile(
+    r"\b(?:satellites?|spacecraft|space objects?|objects?|astronauts?|personnel|moon|planets?|asteroids?|"
+    r"celestial bod(?:y|ies)|stations?|rockets?|launch vehicles?|debris|reactors?|rocks?|samples?|resources?|"
+    r"treat(?:y|ies)|agreements?|conventions?|statements?|guidelines|principles|commitments?|declarations?)\b"
+    r".*(?:,|\b(?:and|but|or|then|who|which|if|when|so|because)\b)", re.IGNORECASE)
 #: Longer questions, or several sentences, carry their own antecedents (scenario questions).
 _MAX_FOLLOW_UP_WORDS = 12
 
 
 def is_follow_up(question: str) -> bool:
     """Whether ``question`` leans on the conversation: it opens with a connective, or it is
-    one short sentence that points back with a demonstrative or a final pronoun."""
+    one short sentence that points back with a demonstrative or a final pronoun (unless a later
+    clause of its own hangs that pronoun on a thing it names)."""
     if _CONNECTIVE.search(question):
         return True
     one_short_sentence = (len(question.split()) <= _MAX_FOLLOW_UP_WORDS
                           and len(re.findall(r"[.?!](?:\s|$)", question)) <= 1)
-    return one_short_sentence and bool(_DEMONSTRATIVE.search(question) or _TRAILING_PRONOUN.search(question))
+    trailing = _TRAILING_PRONOUN.search(question)
+    points_back = bool(trailing) and not _OWN_ANTECEDENT.search(question, 0, trailing.start())
+    return one_short_sentence and bool(_DEMONSTRATIVE.search(question) or points_back)
 
 
 def _key_terms(text: str, exclude: set[str]) -> list[str]:

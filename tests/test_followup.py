@@ -20,6 +20,7 @@ LIABILITY_TALK = [
     "And the Moon Agreement?",
     "What about registration?",
     "Who pays for that?",
+    "Does the Outer Space Treaty ban it?",  # the treaty is named, but "it" is the earlier subject
 ])
 def test_questions_that_point_back_are_follow_ups(question):
     assert is_follow_up(question)
@@ -30,6 +31,10 @@ def test_questions_that_point_back_are_follow_ups(question):
     "What does the Outer Space Treaty say about nuclear weapons in orbit?",
     "Who pays for damage caused by a falling satellite?",
     "Is it legal to test anti-satellite missiles?",
+    # The final pronoun stands for something the question names before a later clause.
+    "Can a country mine helium-3 on the Moon and keep it?",
+    "Which countries signed the Outer Space Treaty but never ratified it?",
+    "If two countries launch a satellite together, which one registers it?",
     # Long scenarios carry their own antecedents.
     ("A company launches a satellite from its home country and the satellite later breaks up. "
      "Who has to answer for that?"),
