@@ -42,11 +42,12 @@ def is_follow_up(question: str) -> bool:
     clause of its own hangs that pronoun on a thing it names)."""
     if _CONNECTIVE.search(question):
         return True
-    one_short_sentence = (len(question.split()) <= _MAX_FOLLOW_UP_WORDS
-                          and len(re.findall(r"[.?!](?:\s|$)", question)) <= 1)
+    if len(question.split()) > _MAX_FOLLOW_UP_WORDS or len(re.findall(r"[.?!](?:\s|$)", question)) > 1:
+        return False
+    if _DEMONSTRATIVE.search(question):
+        return True
     trailing = _TRAILING_PRONOUN.search(question)
-    points_back = bool(trailing) and not _OWN_ANTECEDENT.search(question, 0, trailing.start())
-    return one_short_sentence and bool(_DEMONSTRATIVE.search(question) or points_back)
+    return bool(trailing) and not _OWN_ANTECEDENT.search(question, 0, trailing.start())
 
 
 def _key_terms(text: str, exclude: set[str]) -> list[str]:
