@@ -18,11 +18,13 @@ Message = dict[str, str]
 #: "And the Moon Agreement?", "What about registration?": only makes sense after another question.
 _CONNECTIVE = re.compile(r"^\W*(?:and|but|also|same|what about|how about|what else)\b", re.IGNORECASE)
 #: A demonstrative pointing back ("that regime", "under this provision"): at the start, or
-#: after a preposition or an auxiliary, where "that" is a determiner, not a conjunction.
+#: after a preposition or an auxiliary, where "that" is a determiner, not a conjunction. "This
+#: year" or "this summer" points at the calendar, not at the conversation.
 _DEMONSTRATIVE = re.compile(
     r"(?:^|\b(?:of|for|in|on|under|about|with|by|from|to|at|does|did|do|is|was|are|were|has|have|"
     r"had|can|could|would|will|should|must)\s+)(?:that|this|these|those|such)\s+"
-    r"(?!(?:is|was|are|were|means?|the|a|an)\b)[a-z]+", re.IGNORECASE)
+    r"(?!(?:is|was|are|were|means?|the|a|an|year|years|month|week|decade|century|summer|winter|"
+    r"spring|autumn|time|days)\b)[a-z]+", re.IGNORECASE)
 #: A question ending on a pronoun ("... returning it?") refers to something said before.
 _TRAILING_PRONOUN = re.compile(r"\b(?:it|them|that|this|those|these)\s*\?\s*$", re.IGNORECASE)
 #: A thing named before a later clause that the final pronoun stands in ("mine helium-3 on the

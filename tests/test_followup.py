@@ -31,6 +31,8 @@ def test_questions_that_point_back_are_follow_ups(question):
     "What does the Outer Space Treaty say about nuclear weapons in orbit?",
     "Who pays for damage caused by a falling satellite?",
     "Is it legal to test anti-satellite missiles?",
+    # A demonstrative of time points at the calendar.
+    "Which countries have ratified the Outer Space Treaty as of this year?",
     # The final pronoun stands for something the question names before a later clause.
     "Can a country mine helium-3 on the Moon and keep it?",
     "Which countries signed the Outer Space Treaty but never ratified it?",
