@@ -217,6 +217,11 @@ _OPINION_REASON = "the question asks for an opinion or a forecast"
     ("Which protects astronauts better, the OST or the rescue agreement?", "Which protects astronauts better"),
     ("Debate on a moon mining ban: who has the stronger argument under the Moon Agreement?",
      "who has the stronger argument"),
+    ("Was it wise for the United States to announce its test pledge alone?", "wise"),
+    ("Is the CSpO Initiative a success?", "a success"),
+    ("Is the Liability Convention a fair deal for small states?", "a fair deal"),
+    ("Will the debris guidelines be enough to stop collisions in low orbit?", "be enough to stop"),
+    ("Would a claims commission be likely to rule for the smaller state?", "likely to rule"),
 ])
 def test_a_question_asking_for_an_opinion_or_a_forecast_is_refused(question, words):
     reason = unanswerable_reason(question, Vocabulary(["Outer Space Treaty, Moon Agreement, CSpO Initiative"]))
@@ -234,6 +239,7 @@ def test_a_question_asking_for_an_opinion_or_a_forecast_is_refused(question, wor
     "Are obsolete satellites counted as space debris?",  # an adjective of the thing asked about
     "Is it fair to say that the Outer Space Treaty bans nuclear weapons in orbit?",
     "Who has the stronger claim to compensation under the Liability Convention, a State or its citizens?",
+    "What must a State do when a launch is a failure and debris falls abroad?",
 ])
 def test_questions_about_what_the_texts_recommend_or_allow_are_not_opinions(question):
     reason = unanswerable_reason(question, Vocabulary(["Liability Convention"]))
