@@ -243,13 +243,20 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     from rag.learn.pair_model import PairTraining
     from rag.learn.query_model import QueryTraining
-    from rag.learn.tune import tune
+    from rag.learn.tune import tune, tune_topic
 
     settings = settings_from(args)
     if not args.pair_cache:
         settings = settings.model_copy(update={"pair_cache_dir": None})
     config = QueryTraining()
     config = replace(config, epochs=args.epochs or config.epochs, seed=args.seed)
+    if args.topic_only:
+        figures = tune_topic(settings, [Path(p) for p in args.qa or []], config, progress=not args.quiet)
+        print(f"Refitted the topic model of {settings.tuned_model_dir} (threshold {figures['threshold']:.3f}); "
+              f"on held-out folds it refuses {figures['refused']:.3f} of the off-topic questions "
+              f"({figures['answerable_called_off_topic']} answerable questions called off topic). "
+              "Run 'spacesec build' (or any command) to use it.")
+        return 0
     pair = PairTraining(seed=args.seed) if args.pair_model else None
     if pair and args.pair_models:
         pair = replace(pair, models=args.pair_models)
@@ -393,6 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--no-pair-cache", dest="pair_cache", action="store_false",
                       help="train every pair model afresh, neither reading nor keeping trained ones "
                            "(kept in index/pair-models by default, by what they were trained on)")
+    tune.add_argument("--topic-only", action="store_true",
+                      help="fit only the installed model's topic part again (about 13 minutes), keeping "
+                           "everything else: after adding on-topic or off-topic questions (docs/ANSWERS.md)")
     tune.add_argument("--quiet", action="store_true")
     tune.set_defaults(func=cmd_tune)
     _register_plugins(sub)

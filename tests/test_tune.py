@@ -28,7 +28,7 @@ from rag.learn.pair_model import PairTraining
 from rag.learn.query_model import QueryTraining, TunedQueryEmbedder
 from rag.learn.questions import QuestionFileError, load_questions
 from rag.learn.term_links import TERM_LINKS_FILE
-from rag.learn.tune import _staging_folder, question_files, questions_digest, tune
+from rag.learn.tune import _staging_folder, question_files, questions_digest, tune, tune_topic
 
 SMOKE = QueryTraining(epochs=1, batch_size=4, lora_rank=2)
 PAIR_SMOKE = PairTraining(epochs=1, batch_size=8, lora_rank=2, max_length=64, models=2, min_spread=0.0)
@@ -42,6 +42,12 @@ QUESTIONS = [
     ("t4", "Does a launch have to be written down in a national list?", "registration-convention-1975",
      "the launching State shall register the space object by means of an entry in an appropriate registry"),
 ]
+
+#: Off-topic questions that share everyday words with the corpus's (a ship, damage, a claim).
+SHIPPING_QUESTIONS = ["Who pays when two cargo ships collide in a harbour?", "How do I claim salvage for towing a yacht?",
+                      "What if a hurricane hits a tanker far out at sea?", "Can a ferry company refuse me a refund?",
+                      "Who is liable when a fishing boat damages an undersea cable?", "How are ships registered under a flag?",
+                      "What happens if a container falls off a ship?", "Do ports charge fees for docking?"]
 
 
 def _question_file(path, rows=QUESTIONS):
@@ -260,6 +266,35 @@ def test_tune_trains_the_answerability_model_on_out_of_fold_drafts(workspace, tm
     assert file_digests(again.model.folder) == installed
     assert any(name.startswith(PAIR_LORA) for name in installed)
 
+    # Only the topic part fitted again, with more off-topic questions: every other file and
+    # weight stays, the topic model learns the new ones, and a second refit gives the same bytes.
+    more = tmp_path / "more_off_topic.jsonl"
+    more.write_text("".join(json.dumps({"id": f"x{i}", "style": "unanswerable", "question": q, "answerable": False,
+                                        "doc": None, "quote": None, "near": None, "kind": "off-topic"}) + "\n"
+                            for i, q in enumerate(SHIPPING_QUESTIONS)), encoding="utf-8")
+    before = Engine.load(full)
+    weights_before = dict(np.load(full.tuned_model_dir / ANSWERABILITY / "answerability.npz"))
+    figures = tune_topic(full, [more], config=SMOKE)
+    after = file_digests(full.tuned_model_dir)
+    changed = {name for name in installed if after.get(name) != installed[name]}
+    assert changed == {f"{ANSWERABILITY}/answerability.json", f"{ANSWERABILITY}/answerability.npz",
+                       f"{ANSWERABILITY}/answerability-report.json"}
+    weights_after = dict(np.load(full.tuned_model_dir / ANSWERABILITY / "answerability.npz"))
+    assert weights_after.keys() == weights_before.keys()
+    assert all(np.array_equal(weights_after[k], weights_before[k]) for k in weights_before if not k.startswith("topic_"))
+    assert not np.array_equal(weights_after["topic_coef"], weights_before["topic_coef"])
+    refitted = read_tuned_model(full.tuned_model_dir, full.embedder).manifest
+    assert refitted["answerability"] == {**manifest["answerability"], "off_topic": figures["threshold"]}
+    assert refitted["query_training"] == manifest["query_training"]
+    report_now = json.loads((full.tuned_model_dir / ANSWERABILITY / "answerability-report.json").read_text())
+    assert report_now["off_topic"]["questions"] == 40 + len(SHIPPING_QUESTIONS)
+    assert 0.0 <= figures["refused"] <= 1.0
+    refit = Engine.load(full)
+    probe = refit.draft(SHIPPING_QUESTIONS[0], refit.search(SHIPPING_QUESTIONS[0]))
+    assert refit.answerability.topic_probability(probe) > before.answerability.topic_probability(probe)
+    tune_topic(full, [more], config=SMOKE)
+    assert file_digests(full.tuned_model_dir) == after
+
 
 @pytest.mark.parametrize("flags,pair", [([], PairTraining(seed=3)), (["--no-pair-model"], None),
                                         (["--pair-models", "3"], PairTraining(seed=3, models=3))])
@@ -305,3 +340,11 @@ def test_a_pair_model_count_below_one_is_refused_with_a_message(count, capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["tune", "--pair-models", count])
     assert "expected a whole number of at least 1" in capsys.readouterr().err
+
+
+def test_a_topic_refit_without_a_tuned_model_says_so(tmp_path, monkeypatch, capsys):
+    from rag.cli import main
+
+    monkeypatch.setenv("SPACESEC_TUNED_MODEL_DIR", str(tmp_path / "no-model"))
+    assert main(["tune", "--topic-only", "--quiet"]) == 1
+    assert "no tuned answerability model to refit: run 'spacesec tune' first." in capsys.readouterr().err

@@ -200,7 +200,13 @@ class AnswerabilityModel:
         a document of the corpus is about the corpus, whatever the topic model reads."""
         if self.topic is None or draft.cues.doc_ids:
             return False
-        return float(sigmoid(self.topic.logit(draft.vector[None, :].astype(np.float64))[0])) > self.off_topic_threshold
+        return self.topic_probability(draft) > self.off_topic_threshold
+
+    def topic_probability(self, draft: Draft) -> float:
+        """The topic model's probability that the question is off topic (0 without a topic model)."""
+        if self.topic is None:
+            return 0.0
+        return float(sigmoid(self.topic.logit(draft.vector[None, :].astype(np.float64))[0]))
 
     def calibrate(self, logit: float) -> float:
         return float(sigmoid(self.calibration[0] * logit + self.calibration[1]))

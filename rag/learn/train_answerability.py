@@ -237,8 +237,7 @@ def train_answerability(engine, questions: list[Question], out_dir: Path, seed: 
     drafts = drafts if drafts is not None else collect_drafts(engine, questions, cache_dir)
     topic_w, topic_t, gated = _fit_topic(questions, drafts, seed, engine.near_corpus)
     off_topic = [q for q in questions if q.kind == OFF_TOPIC]
-    off_topic_by_rules = {q.id for q, d in zip(questions, drafts, strict=True)
-                          if q.kind == OFF_TOPIC and (engine.refusal(d) or not d.candidates)}
+    off_topic_by_rules = _off_topic_refused_by_rules(engine, questions, drafts)
     strays = [(q, d) for q, d in zip(questions, drafts, strict=True)
               if q.kind == OFF_TOPIC and q.id not in off_topic_by_rules and q.id not in gated]
     drafts = [d for q, d in zip(questions, drafts, strict=True) if q.kind != OFF_TOPIC]
@@ -349,6 +348,37 @@ def train_answerability(engine, questions: list[Question], out_dir: Path, seed: 
     report["seconds"] = round(time.perf_counter() - started, 1)
     log.info("answerability: %s", json.dumps(report))
     return report
+
+
+def refit_topic(engine, questions: list[Question], drafts: list[Draft], folder: Path, seed: int = 0) -> dict:
+    """Fit the topic model of the answerability model in ``folder`` again on ``questions`` (with
+    their out-of-fold ``drafts``, as ``train_answerability`` fits it) and write it there; every
+    other part is kept. Returns the new off-topic figures (held-out folds), also written into the
+    model's report."""
+    topic_w, topic_t, gated = _fit_topic(questions, drafts, seed, engine.near_corpus)
+    if topic_w is None:
+        raise ValueError("no off-topic questions to fit the topic model on (training/off_topic.jsonl)")
+    meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    with np.load(folder / WEIGHTS_FILE) as stored:
+        weights = {name: stored[name] for name in stored.files if not name.startswith("topic_")}
+    weights |= {f"topic_{k}": v for k, v in topic_w.items()}
+    meta["thresholds"]["off_topic"] = round(topic_t, 6)
+    write_artifacts(folder, meta, weights)
+    figures = _off_topic_report([q for q in questions if q.kind == OFF_TOPIC],
+                                _off_topic_refused_by_rules(engine, questions, drafts), gated, questions)
+    report_path = folder / REPORT_FILE
+    report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.is_file() else {}
+    report["off_topic"] = report.get("off_topic", {}) | figures
+    report["thresholds"] = meta["thresholds"]
+    report_path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return figures | {"threshold": meta["thresholds"]["off_topic"]}
+
+
+def _off_topic_refused_by_rules(engine, questions: list[Question], drafts: list[Draft]) -> set[str]:
+    """Ids of the off-topic questions the rules (the similarity floor among them) refuse, or that
+    find no candidate sentence: the topic model never judges them in use."""
+    return {q.id for q, d in zip(questions, drafts, strict=True)
+            if q.kind == OFF_TOPIC and (engine.refusal(d) or not d.candidates)}
 
 
 def _off_topic_report(off_topic: list[Question], by_rules: set[str], gated: set[str],

@@ -25,12 +25,14 @@ from rag.engine import Engine
 from rag.learn.features import Draft
 from rag.learn.model_store import (
     ANSWERABILITY,
+    MANIFEST_FILE,
     PAIR_LORA,
     QUERY_LORA,
     TunedModel,
     base_model_digest,
     file_digests,
     query_encoder_name,
+    read_tuned_model,
     write_tuned_model,
 )
 from rag.learn.pair_cache import PairModelCache
@@ -38,7 +40,12 @@ from rag.learn.pair_model import PairTraining
 from rag.learn.query_model import QueryTraining, save_lora, train_query_model, training_examples
 from rag.learn.questions import Question, QuestionFileError, load_questions, split_keys
 from rag.learn.term_links import TERM_LINKS_FILE, learn_term_links, write_term_links
-from rag.learn.train_answerability import OFF_TOPIC, collect_drafts, train_answerability
+from rag.learn.train_answerability import (
+    OFF_TOPIC,
+    collect_drafts,
+    refit_topic,
+    train_answerability,
+)
 from rag.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -250,3 +257,34 @@ def tune(settings: Settings, extra: list[Path] | None = None, config: QueryTrain
             shutil.rmtree(staged, ignore_errors=True)
     return TuneReport(installed, len(questions), len(examples), len(documents),
                       time.perf_counter() - started, answerability_report)
+
+
+def tune_topic(settings: Settings, extra: list[Path] | None = None, config: QueryTraining | None = None,
+               progress: bool = False) -> dict:
+    """Fit only the topic model of the installed tuned model again on the question files
+    (``spacesec tune --topic-only``), on out-of-fold drafts as ``tune`` makes them: about 13
+    minutes instead of an hour or more. The query encoder, term links, pair model, answer model
+    and its thresholds stay byte for byte. For questions that teach the topic model what is on
+    topic (a place, an everyday word it only saw in off-topic questions) without retraining what
+    answers them. Returns the off-topic figures on held-out folds."""
+    config = config or QueryTraining()
+    installed = read_tuned_model(settings.tuned_model_dir, settings.embedder)
+    if installed is None or not (installed.folder / ANSWERABILITY).is_dir():
+        raise RuntimeError("no tuned answerability model to refit: run 'spacesec tune' first.")
+    engine = Engine.load(settings)
+    questions = gather_questions(settings, list(extra or []), {d.doc_id for d in engine.corpus.documents})
+    target = settings.tuned_model_dir
+    with _tune_lock(target):
+        staged = _staging_folder(target)
+        try:
+            shutil.copytree(target, staged, dirs_exist_ok=True)
+            (staged / MANIFEST_FILE).unlink()
+            drafts = out_of_fold_drafts(engine, questions, config, progress)
+            figures = refit_topic(engine, questions, drafts, staged / ANSWERABILITY, config.seed)
+            # What the query encoder was trained on stays in the manifest: it did not change.
+            manifest = {k: v for k, v in installed.manifest.items() if k not in ("files", "format")}
+            manifest["answerability"] = {**manifest.get("answerability", {}), "off_topic": figures["threshold"]}
+            write_tuned_model(staged, target, manifest)
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+    return figures
