@@ -1,6 +1,6 @@
-"""The question sets written by other people (`benchmarks/*questions*.jsonl`): they load as
-evaluation items, their quotes are in the documents, and the states set names a state in
-every question (what it measures)."""
+"""The question sets written by other people (`benchmarks/*questions*.jsonl`, and the everyday
+probe `benchmarks/everyday_probe.jsonl`): they load as evaluation items, their quotes are in the
+documents, and the states set names a state in every question (what it measures)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from rag.evaluation import load_items
 from rag.settings import ROOT
 from rag.states import without_state_names
 
-SETS = sorted((ROOT / "benchmarks").glob("*questions*.jsonl"))
+SETS = sorted([*(ROOT / "benchmarks").glob("*questions*.jsonl"), ROOT / "benchmarks" / "everyday_probe.jsonl"])
 
 
 @pytest.mark.parametrize("path", SETS, ids=lambda p: p.name)
