@@ -96,7 +96,7 @@ def test_other_writers_cover_both_halves_and_every_kind(other_writers):
         "figure-not-given", "current-state", "not-regulated", "opinion-or-prediction", "near-miss", "other-instrument"}
 
 
-@pytest.mark.parametrize("name", ["other_writers", "legality_writers", "near_miss_twins"])
+@pytest.mark.parametrize("name", ["other_writers", "legality_writers", "near_miss_twins", "scenario_writers"])
 def test_other_writers_quotes_are_verbatim_in_their_documents(name, corpus_texts):
     # Quotes train answer selection: one that the document does not hold teaches nothing.
     questions = load_questions(ROOT / "training" / f"{name}.jsonl")
@@ -141,3 +141,12 @@ def test_provision_split_never_parts_a_near_miss_from_its_twin(questions):
     assert held_ids and {q.id for q in train}
     parted = [t.id for t in twins if (t.id in held_ids) != (t.twin_of in held_ids)]
     assert not parted
+
+
+def test_the_everyday_off_topic_questions_load_as_off_topic_and_extend_the_first_file():
+    # Passed with --qa next to training/off_topic.jsonl: same kind, no id of the first file.
+    first = load_questions(ROOT / "training" / "off_topic.jsonl")
+    everyday = load_questions(ROOT / "training" / "off_topic_everyday.jsonl")
+    assert len(everyday) >= 150
+    assert all(q.kind == "off-topic" and not q.answerable for q in everyday)
+    assert not {q.id for q in first} & {q.id for q in everyday}
