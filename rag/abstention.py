@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+from rag.asked import subject_asked_about
+from rag.corpus import Corpus
+from rag.lexical import tokenize
 
 _CURRENT_STATE = re.compile(
     r"\b(currently|at present|presently|right now|nowadays|these days|as of (?:today|now|\d{4})|"
@@ -226,6 +230,20 @@ def unanswerable_reason(question: str, vocabulary: Vocabulary) -> str | None:
         term = missing[0] if len(missing[0]) <= 60 else missing[0][:57] + "..."
         return f"the corpus does not mention \u201c{term}\u201d"
     return None
+
+
+def unmentioned_reason(question: str, doc_ids: Sequence[str], corpus: Corpus) -> str | None:
+    """The most precise "not found" for a question that names one document and asks what it says
+    about a subject none of whose words that document holds ("What does the Florence statement
+    say about China?"): the document's silence, or None."""
+    subject = subject_asked_about(question)
+    if subject is None or len(doc_ids) != 1:
+        return None
+    words = set(tokenize(subject))
+    doc = corpus.get(doc_ids[0])
+    if not words or words & set(tokenize(corpus.text(doc))):
+        return None
+    return f"no passage of the {doc.citation_name} mentions \u201c{subject}\u201d"
 
 
 def off_topic_reason(question: str) -> str:

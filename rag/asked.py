@@ -231,6 +231,17 @@ def asked_for(question: str) -> Asked:
     )
 
 
+#: "What does the OST say about cyber attacks?": the subject asked about, to the question's end.
+_SAYS_ABOUT = re.compile(r"\b(?:say|says|said|state|states|provide|provides)\s+(?:anything\s+)?(?:about|on|regarding)"
+                         r"\s+((?:[\w'-]+\s*){1,8})[?.!]*\s*$", re.IGNORECASE)
+
+
+def subject_asked_about(question: str) -> str | None:
+    """What a "What does X say about Y?" question asks about (Y, as written), or None."""
+    match = _SAYS_ABOUT.search(question.strip())
+    return match.group(1).strip() if match else None
+
+
 def focus_terms(question: str) -> tuple[str, ...]:
     """Stemmed words of the thing the question asks about, generic words left out."""
     phrases = [m.group(1) for m in _FOCUS_AFTER_WH.finditer(question)]

@@ -11,8 +11,15 @@ from functools import cached_property
 import numpy as np
 from langchain_core.documents import Document
 
-from rag.abstention import Vocabulary, lacks_answer_type, off_topic_reason, unanswerable_reason
+from rag.abstention import (
+    Vocabulary,
+    lacks_answer_type,
+    off_topic_reason,
+    unanswerable_reason,
+    unmentioned_reason,
+)
 from rag.answer import AnswerComposer, Pick
+from rag.asked import UNSPECIFIED
 from rag.citations import Answer, Citation
 from rag.corpus import Corpus, load_corpus
 from rag.embedding import Embedder, OnnxEmbedder, OnnxPairScorer
@@ -186,7 +193,10 @@ class Engine:
             scores = self.answerability.sentence_scores(judged)
             judgement = self.answerability.judge(judged, scores)
             if judgement.outcome == NOT_FOUND:
-                return abstain(question, f"no passage states {judgement.asked.wanted()}", hits, judgement.confidence)
+                wanted = judgement.asked.wanted()
+                reason = ((wanted == UNSPECIFIED and unmentioned_reason(judged.question, judged.cues.doc_ids, self.corpus))
+                          or f"no passage states {wanted}")
+                return abstain(question, reason, hits, judgement.confidence)
             # The quotes are chosen for the question as asked (history steers retrieval, not selection).
             if judged is not draft:
                 scores = self.answerability.sentence_scores(draft)
@@ -242,7 +252,10 @@ class Engine:
         topic), or None."""
         if reason := unanswerable_reason(draft.content, self.vocabulary):
             return reason
-        return off_topic_reason(draft.content) if self._off_topic(draft.vector, draft.hits) else None
+        if not self._off_topic(draft.vector, draft.hits):
+            return None
+        # "What do the LTS guidelines say about quantum computing?" is about that document's silence.
+        return unmentioned_reason(draft.question, draft.cues.doc_ids, self.corpus) or off_topic_reason(draft.content)
 
     def near_corpus(self, draft: Draft) -> bool:
         """Whether a sentence of the retrieved passages is nearer the question than almost every

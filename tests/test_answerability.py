@@ -240,6 +240,26 @@ def test_a_figure_the_corpus_does_not_give_is_not_found(real_engine):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("question,silence", [
+    ("What does the Florence statement say about China?",
+     "No passage of the CSpO 2024 Florence joint statement (2024) mentions \u201cChina\u201d"),
+    # Refused by the similarity floor, which alone would call it outside space law.
+    ("What do the LTS guidelines say about quantum computing?",
+     "No passage of the LTS Guidelines (2019) mentions \u201cquantum computing\u201d")])
+def test_not_found_names_the_silent_document(real_engine, question, silence):
+    answer = real_engine.ask(question)
+    assert answer.abstained and answer.related
+    assert answer.text.startswith(f"Not found in the corpus: {silence}. The passages below")
+
+
+@pytest.mark.slow
+def test_a_document_that_mentions_the_subject_is_not_called_silent(real_engine):
+    # Italy hosted the meeting: whatever the outcome, the statement is not said to be silent on it.
+    answer = real_engine.ask("What does the Florence statement say about Italy?")
+    assert "No passage of the" not in answer.text
+
+
+@pytest.mark.slow
 def test_a_partial_answer_says_what_the_corpus_does_not_state(real_engine):
     answer = real_engine.ask("What penalties does the Outer Space Treaty set for a State that puts nuclear "
                              "weapons in orbit?")

@@ -14,7 +14,7 @@ from rag.abstention import (
     off_topic_reason,
     unanswerable_reason,
 )
-from rag.asked import asked_for, evidence, focus_terms, has_figure
+from rag.asked import asked_for, evidence, focus_terms, has_figure, subject_asked_about
 
 
 @pytest.mark.parametrize("question,flag,value", [
@@ -257,3 +257,14 @@ def test_the_opinion_rule_refuses_no_answerable_training_question():
     opinions = [r for r in rows if r.get("kind") == "opinion-or-prediction"]
     assert len(opinions) > 200
     assert sum(r.get("kind") == "opinion-or-prediction" for r in refused) >= len(opinions) / 3
+
+
+@pytest.mark.parametrize("question,subject", [
+    ("What does the Florence statement say about China?", "China"),
+    ("Does the 1963 Declaration say anything about protecting the Moon from contamination?",
+     "protecting the Moon from contamination"),
+    ("what do the debris guidelines say on mega-constellations", "mega-constellations"),
+    ("Who pays for damage on the ground?", None),
+    ("What does the treaty say about it when a crew lands abroad and the launching State cannot be found?", None)])
+def test_the_subject_a_question_asks_about(question, subject):
+    assert subject_asked_about(question) == subject
