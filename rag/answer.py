@@ -13,6 +13,7 @@ from rag.abstention import expected_answer_type, has_answer_type
 from rag.asked import UNSPECIFIED, asked_for, lists_states
 from rag.chunking import Chunk
 from rag.citations import Answer, Citation
+from rag.corpus import dated_name
 from rag.index_store import LoadedIndex
 from rag.instruments import QueryCues, section_ref
 from rag.lexical import tokenize
@@ -197,7 +198,7 @@ def _same_words(a: set[str], b: set[str]) -> bool:
 
 def _name(chunk: Chunk) -> str:
     article = "" if chunk.short_title.split()[0].isupper() and chunk.kind == "statement" else "the "
-    return f"{article}{chunk.short_title} ({chunk.year})"
+    return f"{article}{dated_name(chunk.short_title, chunk.year)}"
 
 
 def _trim(text: str, start: int, end: int) -> tuple[int, int]:

@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from rag.citations import Answer, Citation
+from rag.corpus import dated_name
 from rag.excerpts import ExcerptFinder
 from rag.validation import InvalidQuestion, clean_question
 
@@ -149,7 +150,7 @@ def build_briefing(engine, title: str, questions: list[str], date: dt.date | Non
 
 
 def _quote_line(q: Quote) -> str:
-    return f"{q.marker} {q.citation.short_title} ({q.citation.year}), {q.where}: \u201c{q.citation.quote}\u201d"
+    return f"{q.marker} {dated_name(q.citation.short_title, q.citation.year)}, {q.where}: \u201c{q.citation.quote}\u201d"
 
 
 # -- Markdown ----------------------------------------------------------------------------
@@ -196,7 +197,7 @@ def to_html(b: Briefing) -> str:
     for i, s in enumerate(b.covered, 1):
         text = re.sub(r"\[(\d+), ([^\]]+)\]", r"<a href='#ref\1'>[\1, \2]</a>", e(s.text))
         parts.append(f"<h2 id='q{i}'>{i}. {e(s.question)}</h2><p>{text}</p><p><b>Key quotes</b></p>")
-        parts += [f"<blockquote>{e(q.marker)} <i>{e(q.citation.short_title)} ({q.citation.year}), "
+        parts += [f"<blockquote>{e(q.marker)} <i>{e(dated_name(q.citation.short_title, q.citation.year))}, "
                   f"{e(q.where)}</i>: \u201c{e(q.citation.quote)}\u201d</blockquote>" for q in s.quotes]
     parts.append("<h2>References</h2><ol class='refs'>")
     parts += [f"<li id='ref{r.n}' value='{r.n}'>{e(r.entry)}</li>" for r in b.references]

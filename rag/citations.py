@@ -6,6 +6,7 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from rag.chunking import Chunk
+from rag.corpus import dated_name
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class Citation:
     @property
     def label(self) -> str:
         """"Outer Space Treaty (1967), Article IV"."""
-        return f"{self.short_title} ({self.year}), {self.section}"
+        return f"{dated_name(self.short_title, self.year)}, {self.section}"
 
 
 @dataclass(frozen=True)

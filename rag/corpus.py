@@ -47,7 +47,13 @@ class DocumentInfo:
 
     @property
     def citation_name(self) -> str:
-        return f"{self.short_title} ({self.year})"
+        return dated_name(self.short_title, self.year)
+
+
+def dated_name(short_title: str, year: int) -> str:
+    """A document's name in citations: its short title and year, the year once ("Outer Space
+    Treaty (1967)", but "CSpO 2024 Florence joint statement")."""
+    return short_title if re.search(rf"\b{year}\b", short_title) else f"{short_title} ({year})"
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 
 from rag.chunking import Chunk
+from rag.corpus import dated_name
 from rag.lexical import tokenize
 
 _WORD = re.compile(r"[A-Za-z][a-z]*\.\d+|[A-Za-z0-9]+")
@@ -121,7 +122,7 @@ class ExcerptFinder:
     def cite(self, chunk: Chunk, offset: int = 0) -> str:
         """The formal citation of the paragraph at ``offset`` of ``chunk``'s text:
         "Outer Space Treaty (1967), art. IV(1)"."""
-        return f"{chunk.short_title} ({chunk.year}), {self.locate(chunk, offset)}"
+        return f"{dated_name(chunk.short_title, chunk.year)}, {self.locate(chunk, offset)}"
 
     def search(self, query: str, k: int = 5, doc_ids=None, kinds=None, years=None) -> list[Excerpt]:
         """The ``k`` best passages for ``query``, each narrowed to its paragraph with the most

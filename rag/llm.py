@@ -22,6 +22,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from rag.citations import Answer, Citation
+from rag.corpus import dated_name
 from rag.llm_budget import (
     Deadline,
     DeadlinePassed,
@@ -117,7 +118,7 @@ def make_chat_model(settings: Settings) -> BaseChatModel | None:
 def passage_label(hit: Hit) -> str:
     """"Outer Space Treaty (1967), Article IV" (built by concatenation, never formatted)."""
     chunk = hit.chunk
-    return chunk.short_title + " (" + str(chunk.year) + "), " + chunk.section
+    return dated_name(chunk.short_title, chunk.year) + ", " + chunk.section
 
 
 def build_messages(question: str, hits: list[Hit]) -> list[BaseMessage]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from rag.citations import Answer
+from rag.corpus import dated_name
 
 
 def framing_pattern(answer: Answer) -> re.Pattern[str]:
@@ -16,7 +17,7 @@ def framing_pattern(answer: Answer) -> re.Pattern[str]:
     parts = []
     for i, c in enumerate(answer.citations):
         quote = f"{re.escape(c.section)}: \u201c{re.escape(c.quote)}\u201d \\[{c.n}\\]"
-        name = f"(?:the )?{re.escape(c.short_title)} \\({c.year}\\)"
+        name = f"(?:the )?{re.escape(dated_name(c.short_title, c.year))}"
         if i == 0:
             parts.append(f"According to {name}, {quote}")
         elif answer.citations[i - 1].doc_id == c.doc_id:

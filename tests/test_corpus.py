@@ -8,7 +8,7 @@ import re
 import pytest
 from conftest import CORPUS_DIR
 
-from rag.corpus import MANIFEST_NAME, CorpusError, load_corpus, read_manifest
+from rag.corpus import MANIFEST_NAME, CorpusError, dated_name, load_corpus, read_manifest
 
 SHIPPED_DOCS = 11
 REQUIRED_FIELDS = ("doc_id", "title", "short_title", "year", "kind", "source", "licence_note")
@@ -127,3 +127,9 @@ def test_non_object_manifest_entry_is_a_corpus_error(scratch_corpus):
 def test_corpus_errors_are_value_errors():
     # The CLI turns ValueError into "error: ..." with exit code 2 (bad input, not a crash).
     assert issubclass(CorpusError, ValueError)
+
+
+def test_a_document_is_named_with_its_year_once():
+    assert dated_name("Outer Space Treaty", 1967) == "Outer Space Treaty (1967)"
+    assert dated_name("CSpO 2024 Florence joint statement", 2024) == "CSpO 2024 Florence joint statement"
+    assert dated_name("Annual report 20245", 2024) == "Annual report 20245 (2024)"  # a year, not a digit run

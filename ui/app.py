@@ -137,7 +137,7 @@ def build_app(engine: Engine, handlers: Handlers, mcp: bool = False) -> gr.Block
     """The app. With ``mcp`` the UI's own events are left out of the API docs (and so out of
     the MCP tool list), which then shows only ``search_excerpts`` and ``cited_answer``."""
     corpus = engine.corpus
-    doc_choices = [(f"{d.short_title} ({d.year})", d.doc_id) for d in corpus.documents]
+    doc_choices = [(d.citation_name, d.doc_id) for d in corpus.documents]
     kinds = sorted({d.kind for d in corpus.documents})
     years = sorted({str(d.year) for d in corpus.documents})  # strings: what API clients send
     modes = ["extractive"] + (["llm"] if engine.llm_available else [])
