@@ -31,6 +31,14 @@ SAME_WORDS = 0.9
 #: A sentence with what the question asks for (a figure for "how many", a date for "when",
 #: several states' names for "which countries").
 ANSWER_TYPE_BONUS = 0.1
+#: A sentence that opens by pointing back to the one before it ("If this is not possible, ...",
+#: "Such design solutions ...") is quoted with that sentence; "This document" and "These
+#: guidelines" name their document instead.
+_POINTS_BACK = re.compile(
+    r"(?:This|These|Those|Such|They|Thus|Therefore|If (?:this|that|so)|In (?:this|that|such)|"
+    r"To (?:this|that) end|For (?:this|that))\b"
+    r"(?! (?:Treaty|Agreement|Convention|Declaration|[Gg]uidelines?|[Pp]rinciples?|[Aa]rticle|[Pp]aragraph|"
+    r"[Dd]ocument|commitment|statement)\b)")
 
 
 @dataclass(frozen=True)
@@ -171,7 +179,7 @@ class AnswerComposer:
             for section, section_picks in sections.items():
                 for pick in section_picks:
                     chunk = pick.hit.chunk
-                    start, end = _trim(chunk.text, pick.start, pick.end)
+                    start, end = _trim(chunk.text, self._quote_start(pick, picks), pick.end)
                     citations.append(Citation.from_chunk(len(citations) + 1, chunk, start, end, pick.hit.dense))
                     quote = f"\u201c{chunk.text[start:end]}\u201d [{len(citations)}]"
                     if lines:
@@ -189,6 +197,19 @@ class AnswerComposer:
             confidence = min(max(max(p.score for p in picks), 0.0), 1.0) if picks else 0.0
         return Answer(question=question, text=text, citations=citations, abstained=False,
                       confidence=round(confidence, 4), partial=bool(not_stated))
+
+
+    def _quote_start(self, pick: Pick, picks: list[Pick]) -> int:
+        """Where the quote of ``pick`` starts: at the sentence before it, in the same paragraph,
+        when the sentence points back to it and it is not quoted on its own."""
+        text = pick.hit.chunk.text
+        if not _POINTS_BACK.match(text, _trim(text, pick.start, pick.end)[0]):
+            return pick.start
+        row = pick.row - 1
+        if row < 0 or self._sentence_chunks[row] != self._sentence_chunks[pick.row] or any(p.row == row for p in picks):
+            return pick.start
+        _, start, end = (int(x) for x in self.index.sentences[row])
+        return pick.start if "\n" in text[end:pick.start] else start
 
 
 def _same_words(a: set[str], b: set[str]) -> bool:

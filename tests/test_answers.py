@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -418,3 +419,43 @@ def test_unavailable_mode_is_a_clear_value_error(answer_engine, mode):
 def test_explicit_extractive_mode_equals_default(answer_engine):
     question = "Are astronauts regarded as envoys of mankind?"
     assert _key(answer_engine.ask(question, mode="extractive")) == _key(answer_engine.ask(question))
+
+
+# --------------------------------------------------------------------------------------
+# A sentence that points back is quoted with the sentence it points to
+# --------------------------------------------------------------------------------------
+def _pick_of(engine, opening: str):
+    """The composer's pick of the first sentence of the index that starts with ``opening``."""
+    from rag.answer import Pick
+    from rag.retrieval import Hit
+
+    index = engine.index
+    for row, (chunk_no, start, end) in enumerate(index.sentences):
+        chunk = index.chunks[int(chunk_no)]
+        if chunk.text[int(start):int(end)].startswith(opening):
+            return Pick(Hit(chunk, 1.0, 0.5, 0.5), row, int(start), int(end), 1.0)
+    raise AssertionError(f"no sentence opens with {opening!r}")
+
+
+def test_a_sentence_pointing_back_is_quoted_with_the_sentence_before_it(answer_engine):
+    pick = _pick_of(answer_engine, "If this is not possible, they should be disposed of")
+    answer = answer_engine.composer.write("How long may a dead satellite stay in LEO?", [pick], 0.9)
+    quote = answer.citations[0].quote
+    assert quote.startswith("Spacecraft and launch vehicle orbital stages that have terminated")
+    assert quote.endswith("long-term presence in the LEO region.")
+    assert quote in answer.citations[0].text and f"\u201c{quote}\u201d [1]" in answer.text
+
+
+def test_the_sentence_before_is_not_quoted_twice(answer_engine):
+    pick = _pick_of(answer_engine, "If this is not possible, they should be disposed of")
+    _, start, end = (int(x) for x in answer_engine.index.sentences[pick.row - 1])
+    before = replace(pick, row=pick.row - 1, start=start, end=end)
+    answer = answer_engine.composer.write("How long may a dead satellite stay in LEO?", [before, pick], 0.9)
+    assert [c.quote[:14] for c in answer.citations] == ["Spacecraft and", "If this is not"]
+
+
+def test_a_sentence_naming_its_own_document_stands_alone(answer_engine):
+    pick = _pick_of(answer_engine, "This document will be reviewed")
+    assert answer_engine.index.sentences[pick.row - 1][0] == answer_engine.index.sentences[pick.row][0]
+    answer = answer_engine.composer.write("Will the debris guidelines be revised?", [pick], 0.9)
+    assert answer.citations[0].quote.startswith("This document will be reviewed")
