@@ -7,9 +7,10 @@ Usage: .venv/bin/python benchmarks/set_outcomes.py [--out FILE.jsonl] [--against
 
 The sets default to every ``benchmarks/*_questions*.jsonl``. The engine is the configured one:
 to judge another model, point ``SPACESEC_TUNED_MODEL_DIR`` and ``SPACESEC_INDEX_DIR`` at it.
-One record a question (set, id, answerable, verdict, confidence, lead) goes to ``--out``; with
-``--against``, the questions whose verdict differs from an earlier run's records are listed
-under the table. About a minute for the eight sets' 900 questions on 2 cores.
+One record a question (set, id, answerable, verdict, confidence, lead) goes to ``--out``. With
+``--against`` an earlier run's records, two more parts follow the table: for each outcome, how many
+questions have it in one run only, with the exact McNemar p-value of that split; then the
+questions whose verdict differs. About a minute for the eight sets' 900 questions on 2 cores.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from collections import Counter
 from pathlib import Path
@@ -80,6 +82,36 @@ def changes(earlier: list[dict], now: list[dict]) -> list[tuple[dict, str]]:
             if (r["set"], r["id"]) in before and before[(r["set"], r["id"])] != r["verdict"]]
 
 
+#: The outcomes a retrain is judged on: (name, answerable, verdicts that count).
+OUTCOMES = (("answerable refused", True, ("not found",)),
+            ("answerable refused or partial", True, ("not found", "partial")),
+            ("near misses refused", False, ("not found",)),
+            ("near misses answered outright", False, ("answered",)))
+
+
+def mcnemar_p(only_earlier: int, only_now: int) -> float:
+    """Exact two-sided McNemar p-value: the chance of a split at least this uneven among the
+    questions where the two runs differ, if either run were as likely to be the one that differs."""
+    n = only_earlier + only_now
+    tail = sum(math.comb(n, i) for i in range(min(only_earlier, only_now) + 1)) / 2 ** n if n else 1.0
+    return min(1.0, 2 * tail)
+
+
+def paired(earlier: list[dict], now: list[dict]) -> str:
+    """For each outcome of ``OUTCOMES``, the questions asked in both runs that have it in one run only,
+    and whether the split is more uneven than chance: the sets judge the two models served, question by
+    question, not the recipes behind them."""
+    before = {(r["set"], r["id"]): r["verdict"] for r in earlier}
+    both = [(before[(r["set"], r["id"])], r) for r in now if (r["set"], r["id"]) in before]
+    lines = ["| outcome | earlier only | now only | McNemar p |", "|---|---|---|---|"]
+    for name, answerable, verdicts in OUTCOMES:
+        rows = [(old in verdicts, r["verdict"] in verdicts) for old, r in both if r["answerable"] == answerable]
+        only_earlier = sum(o and not n for o, n in rows)
+        only_now = sum(n and not o for o, n in rows)
+        lines.append(f"| {name} | {only_earlier} | {only_now} | {mcnemar_p(only_earlier, only_now):.3f} |")
+    return "\n".join(lines)
+
+
 def read_records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
@@ -105,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     print(table(rows))
     if earlier is not None:
+        print(f"\nQuestions with an outcome in one run only (earlier: {args.against}):\n\n{paired(earlier, rows)}")
         moved = changes(earlier, rows)
         print(f"\n{len(moved)} verdicts changed against {args.against}:")
         for row, before in moved:

@@ -47,6 +47,25 @@ def test_changes_list_only_questions_in_both_runs_whose_verdict_moved(bench):
     assert [(r["id"], before, r["verdict"]) for r, before in moved] == [("1", "answered", "not found")]
 
 
+def test_mcnemar_p_is_the_exact_two_sided_binomial_tail(bench):
+    assert bench.mcnemar_p(3, 12) == pytest.approx(2 * (1 + 15 + 105 + 455) / 2 ** 15)  # 0.035
+    assert bench.mcnemar_p(12, 3) == bench.mcnemar_p(3, 12)
+    assert bench.mcnemar_p(0, 6) == pytest.approx(2 / 2 ** 6)
+    assert bench.mcnemar_p(4, 4) == 1.0 and bench.mcnemar_p(0, 0) == 1.0
+
+
+def test_paired_counts_the_questions_with_an_outcome_in_one_run_only(bench):
+    now = [_row("b", "1", True, "not found"), _row("b", "2", True, "partial"), _row("b", "3", False, "answered"),
+           _row("a", "1", False, "answered"), _row("a", "2", False, "answered"), _row("z", "9", True, "not found")]
+    lines = bench.paired(ROWS, now).splitlines()
+    cells = {row[0]: row[1:3] for row in ([c.strip() for c in line.strip("|").split("|")] for line in lines[2:])}
+    # b1 newly refused, b2 no longer refused (partial instead); z9 is in one run only and not counted.
+    assert cells["answerable refused"] == ["1", "1"]
+    assert cells["answerable refused or partial"] == ["0", "1"]
+    assert cells["near misses refused"] == ["1", "0"]
+    assert cells["near misses answered outright"] == ["0", "2"]
+
+
 def test_a_missing_file_is_a_message_not_a_traceback(bench, tmp_path, capsys):
     assert bench.main([str(tmp_path / "nope.jsonl")]) == 2
     assert "Not a file" in capsys.readouterr().err
