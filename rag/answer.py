@@ -198,7 +198,6 @@ class AnswerComposer:
         return Answer(question=question, text=text, citations=citations, abstained=False,
                       confidence=round(confidence, 4), partial=bool(not_stated))
 
-
     def _quote_start(self, pick: Pick, picks: list[Pick]) -> int:
         """Where the quote of ``pick`` starts: at the sentence before it, in the same paragraph,
         when the sentence points back to it and it is not quoted on its own."""
