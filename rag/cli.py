@@ -260,7 +260,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
     pair = PairTraining(seed=args.seed) if args.pair_model else None
     if pair and args.pair_models:
         pair = replace(pair, models=args.pair_models)
-    report = tune(settings, [Path(p) for p in args.qa or []], config, progress=not args.quiet, pair=pair)
+    if args.keep_pair_model and (not pair or args.pair_models):
+        raise ValueError("--keep-pair-model keeps the installed pair model; it goes with neither "
+                         "--no-pair-model nor --pair-models.")
+    report = tune(settings, [Path(p) for p in args.qa or []], config, progress=not args.quiet, pair=pair,
+                  keep_pair_model=args.keep_pair_model)
     print(f"Tuned on {report.questions} questions ({report.examples} training examples, "
           f"{report.documents} documents) in {report.seconds:.0f} s; installed in {report.model.folder}. "
           "Run 'spacesec build' (or any command) to use it.")
@@ -397,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--pair-models", type=_at_least_one, metavar="N",
                       help="pair models trained with successive seeds and averaged into one (default 1; "
                            "each adds about 40 minutes: see docs/ANSWERS.md)")
+    tune.add_argument("--keep-pair-model", action="store_true",
+                      help="keep the installed model's pair model instead of training the final one (the "
+                           "out-of-fold ones the answer model learns from are still trained): see docs/ANSWERS.md")
     tune.add_argument("--no-pair-cache", dest="pair_cache", action="store_false",
                       help="train every pair model afresh, neither reading nor keeping trained ones "
                            "(kept in index/pair-models by default, by what they were trained on)")

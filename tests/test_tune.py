@@ -266,6 +266,21 @@ def test_tune_trains_the_answerability_model_on_out_of_fold_drafts(workspace, tm
     assert file_digests(again.model.folder) == installed
     assert any(name.startswith(PAIR_LORA) for name in installed)
 
+    # A tune that keeps the installed pair model copies it byte for byte (here one a tune would not
+    # make: its length limit changed) and trains no final pair model.
+    kept_dir = tmp_path / "kept"
+    shutil.copytree(again.model.folder, kept_dir)
+    pair_json = kept_dir / PAIR_LORA / "pair.json"
+    pair_json.write_text(json.dumps({"max_length": 48}) + "\n")
+    kept = tune(full.model_copy(update={"tuned_model_dir": kept_dir}), config=SMOKE, pair=PAIR_SMOKE,
+                keep_pair_model=True)
+    assert json.loads((kept.model.folder / PAIR_LORA / "pair.json").read_text()) == {"max_length": 48}
+    kept_files = file_digests(kept.model.folder)
+    assert all(kept_files[name] == installed[name] for name in installed
+               if name.startswith(PAIR_LORA) and not name.endswith("pair.json"))
+    assert kept.model.manifest["pair_training"] == {**again.model.manifest["pair_training"], "kept": True}
+    assert Engine.load(full.model_copy(update={"tuned_model_dir": kept_dir})).answerability.pair is not None
+
     # Only the topic part fitted again, with more off-topic questions: every other file and
     # weight stays, the topic model learns the new ones, and a second refit gives the same bytes.
     more = tmp_path / "more_off_topic.jsonl"
@@ -340,6 +355,22 @@ def test_a_pair_model_count_below_one_is_refused_with_a_message(count, capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["tune", "--pair-models", count])
     assert "expected a whole number of at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags", [["--no-pair-model"], ["--pair-models", "2"]])
+def test_keeping_the_pair_model_with_no_or_averaged_pair_models_is_refused(flags, capsys):
+    from rag.cli import main
+
+    assert main(["tune", "--keep-pair-model", *flags, "--quiet"]) == 2
+    assert "--keep-pair-model keeps the installed pair model" in capsys.readouterr().err
+
+
+def test_keeping_a_pair_model_that_is_not_installed_says_so(tmp_path, monkeypatch, capsys):
+    from rag.cli import main
+
+    monkeypatch.setenv("SPACESEC_TUNED_MODEL_DIR", str(tmp_path / "no-model"))
+    assert main(["tune", "--keep-pair-model", "--quiet"]) == 1
+    assert "holds no tuned model with a pair model to keep" in capsys.readouterr().err
 
 
 def test_a_topic_refit_without_a_tuned_model_says_so(tmp_path, monkeypatch, capsys):

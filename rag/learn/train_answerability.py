@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import pickle
+import shutil
 import time
 import warnings
 from collections import defaultdict
@@ -50,6 +51,7 @@ from rag.learn.features import Draft, FeatureReader
 from rag.learn.pair_cache import PairModelCache
 from rag.learn.pair_model import (
     PairTraining,
+    load_pair_model,
     out_of_fold_pair_scores,
     save_pair_lora,
     score_pairs,
@@ -222,14 +224,17 @@ class _Rows:
 def train_answerability(engine, questions: list[Question], out_dir: Path, seed: int = 0,
                         cache_dir: Path | None = None, drafts: list[Draft] | None = None,
                         pair_dir: Path | None = None, pair_training: PairTraining | None = None,
-                        progress: bool = False, pair_cache: PairModelCache | None = None) -> dict:
+                        progress: bool = False, pair_cache: PairModelCache | None = None,
+                        kept_pair_dir: Path | None = None) -> dict:
     """Train the answerability model on ``questions`` and write it to ``out_dir``.
 
     ``drafts`` (one per question) replace the engine's own: ``spacesec tune`` passes drafts
     made by question encoders that never saw the question's provision, as new questions are.
     With ``pair_dir``, the pair model (``rag.learn.pair_model``, trained as ``pair_training``
     says) is trained too, written there, and read by the answer model; ``pair_cache`` keeps its
-    trainings for the next run on the same pairs.
+    trainings for the next run on the same pairs. With ``kept_pair_dir`` too, that folder's pair
+    model is copied to ``pair_dir`` instead of training the final one (the out-of-fold ones, which
+    the answer model learns from, are trained as always).
     Deterministic for a seed. Returns a report: sizes, held-out-fold figures (AUROC,
     expected calibration error, outcomes per style and per kind), thresholds, seconds."""
     started = time.perf_counter()
@@ -272,12 +277,17 @@ def train_answerability(engine, questions: list[Question], out_dir: Path, seed: 
         parts = np.array([fold_of(key, seed, PAIR_PARTS) for key in keys])
         pair_scores = out_of_fold_pair_scores(embedder, qs, drafts, sentence_labels, parts, pair_training,
                                               progress, pair_cache)
-        pair_model, tokenizer = train_pair_model(embedder, training_pairs(qs, drafts, sentence_labels),
-                                                 pair_training, progress, pair_cache)
-        save_pair_lora(pair_model, Path(pair_dir), pair_training)
+        if kept_pair_dir is None:
+            pair_model, tokenizer = train_pair_model(embedder, training_pairs(qs, drafts, sentence_labels),
+                                                     pair_training, progress, pair_cache)
+            save_pair_lora(pair_model, Path(pair_dir), pair_training)
+            max_length = pair_training.max_length
+        else:
+            shutil.copytree(kept_pair_dir, pair_dir)
+            pair_model, tokenizer, max_length = load_pair_model(embedder, Path(pair_dir))
         # No pair model trains on off-topic questions, so the final one scores them as new questions.
         stray_pair_scores = np.array([best_pair_score(score_pairs(pair_model, tokenizer, q.question,
-                                                                  candidate_texts(d), pair_training.max_length))
+                                                                  candidate_texts(d), max_length))
                                       for q, d in strays])
 
     # Out-of-fold sentence and question scores, so the answer model learns from honest inputs.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -206,12 +207,16 @@ def near_corpus_similarity(engine: Engine, questions: list[Question]) -> float |
 
 
 def tune(settings: Settings, extra: list[Path] | None = None, config: QueryTraining | None = None,
-         progress: bool = False, answerability: bool = True, pair: PairTraining | None = None) -> TuneReport:
+         progress: bool = False, answerability: bool = True, pair: PairTraining | None = None,
+         keep_pair_model: bool = False) -> TuneReport:
     """Train on the question set (and ``extra`` question files) and install the result in
     ``settings.tuned_model_dir``: the query encoder, then (unless ``answerability`` is off) the
     answerability model, on out-of-fold drafts, with a pair model trained as ``pair`` says when
     it is given (``spacesec tune`` gives one unless ``--no-pair-model``: docs/ANSWERS.md); pair
-    models trained before on the same pairs are read from ``settings.pair_cache_dir``."""
+    models trained before on the same pairs are read from ``settings.pair_cache_dir``.
+    ``keep_pair_model`` keeps the installed model's final pair model instead of training one: a
+    pair model is one draw, which moves single answers end to end (docs/ANSWERS.md), so a retrain
+    made for something else can leave the one users have."""
     started = time.perf_counter()
     config = config or QueryTraining()
     extra = list(extra or [])
@@ -220,6 +225,7 @@ def tune(settings: Settings, extra: list[Path] | None = None, config: QueryTrain
     questions = gather_questions(settings, extra, corpus_docs)
     target = settings.tuned_model_dir
     with _tune_lock(target):
+        kept = _installed_pair_model(target) if keep_pair_model else None
         staged = _staging_folder(target)
         try:
             drafts = out_of_fold_drafts(engine, questions, config, progress) if answerability else None
@@ -248,15 +254,27 @@ def tune(settings: Settings, extra: list[Path] | None = None, config: QueryTrain
                 answerability_report = train_answerability(
                     engine, questions, staged / ANSWERABILITY, config.seed, drafts=drafts,
                     pair_dir=staged / PAIR_LORA if pair else None, pair_training=pair, progress=progress,
-                    pair_cache=PairModelCache(settings.pair_cache_dir) if settings.pair_cache_dir else None)
+                    pair_cache=PairModelCache(settings.pair_cache_dir) if settings.pair_cache_dir else None,
+                    kept_pair_dir=kept[0] if kept else None)
                 manifest["answerability"] = answerability_report["thresholds"]
-                if pair:
+                if kept:
+                    manifest["pair_training"] = {**kept[1], "kept": True}
+                elif pair:
                     manifest["pair_training"] = asdict(pair)
             installed = write_tuned_model(staged, target, manifest)
         finally:
             shutil.rmtree(staged, ignore_errors=True)
     return TuneReport(installed, len(questions), len(examples), len(documents),
                       time.perf_counter() - started, answerability_report)
+
+
+def _installed_pair_model(folder: Path) -> tuple[Path, dict]:
+    """(pair model folder, how it was trained) of the tuned model installed in ``folder``."""
+    manifest_path = folder / MANIFEST_FILE
+    if not (folder / PAIR_LORA).is_dir() or not manifest_path.is_file():
+        raise RuntimeError(f"{folder} holds no tuned model with a pair model to keep; run 'spacesec tune' "
+                           "without --keep-pair-model.")
+    return folder / PAIR_LORA, json.loads(manifest_path.read_text(encoding="utf-8")).get("pair_training", {})
 
 
 def tune_topic(settings: Settings, extra: list[Path] | None = None, config: QueryTraining | None = None,
