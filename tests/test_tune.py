@@ -272,6 +272,8 @@ def test_tune_trains_the_answerability_model_on_out_of_fold_drafts(workspace, tm
     shutil.copytree(again.model.folder, kept_dir)
     pair_json = kept_dir / PAIR_LORA / "pair.json"
     pair_json.write_text(json.dumps({"max_length": 48}) + "\n")
+    kept_manifest = json.loads((kept_dir / MANIFEST_FILE).read_text())
+    (kept_dir / MANIFEST_FILE).write_text(json.dumps({**kept_manifest, "files": file_digests(kept_dir)}))
     kept = tune(full.model_copy(update={"tuned_model_dir": kept_dir}), config=SMOKE, pair=PAIR_SMOKE,
                 keep_pair_model=True)
     assert json.loads((kept.model.folder / PAIR_LORA / "pair.json").read_text()) == {"max_length": 48}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -225,7 +224,7 @@ def tune(settings: Settings, extra: list[Path] | None = None, config: QueryTrain
     questions = gather_questions(settings, extra, corpus_docs)
     target = settings.tuned_model_dir
     with _tune_lock(target):
-        kept = _installed_pair_model(target) if keep_pair_model else None
+        kept = _installed_pair_model(settings) if keep_pair_model else None
         staged = _staging_folder(target)
         try:
             drafts = out_of_fold_drafts(engine, questions, config, progress) if answerability else None
@@ -255,10 +254,10 @@ def tune(settings: Settings, extra: list[Path] | None = None, config: QueryTrain
                     engine, questions, staged / ANSWERABILITY, config.seed, drafts=drafts,
                     pair_dir=staged / PAIR_LORA if pair else None, pair_training=pair, progress=progress,
                     pair_cache=PairModelCache(settings.pair_cache_dir) if settings.pair_cache_dir else None,
-                    kept_pair_dir=kept[0] if kept else None)
+                    kept_pair_dir=kept.folder / PAIR_LORA if kept else None)
                 manifest["answerability"] = answerability_report["thresholds"]
                 if kept:
-                    manifest["pair_training"] = {**kept[1], "kept": True}
+                    manifest["pair_training"] = {**kept.manifest.get("pair_training", {}), "kept": True}
                 elif pair:
                     manifest["pair_training"] = asdict(pair)
             installed = write_tuned_model(staged, target, manifest)
@@ -268,13 +267,13 @@ def tune(settings: Settings, extra: list[Path] | None = None, config: QueryTrain
                       time.perf_counter() - started, answerability_report)
 
 
-def _installed_pair_model(folder: Path) -> tuple[Path, dict]:
-    """(pair model folder, how it was trained) of the tuned model installed in ``folder``."""
-    manifest_path = folder / MANIFEST_FILE
-    if not (folder / PAIR_LORA).is_dir() or not manifest_path.is_file():
-        raise RuntimeError(f"{folder} holds no tuned model with a pair model to keep; run 'spacesec tune' "
-                           "without --keep-pair-model.")
-    return folder / PAIR_LORA, json.loads(manifest_path.read_text(encoding="utf-8")).get("pair_training", {})
+def _installed_pair_model(settings: Settings) -> TunedModel:
+    """The installed tuned model, checked against its manifest, when it has a pair model to keep."""
+    installed = read_tuned_model(settings.tuned_model_dir, settings.embedder)
+    if installed is None or not (installed.folder / PAIR_LORA).is_dir():
+        raise RuntimeError(f"{settings.tuned_model_dir} holds no tuned model with a pair model to keep; "
+                           "run 'spacesec tune' without --keep-pair-model.")
+    return installed
 
 
 def tune_topic(settings: Settings, extra: list[Path] | None = None, config: QueryTraining | None = None,
