@@ -75,11 +75,15 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def in_both(earlier: list[dict], now: list[dict]) -> list[tuple[str, dict]]:
+    """(earlier verdict, record now) for every question asked in both runs."""
+    before = {(r["set"], r["id"]): r["verdict"] for r in earlier}
+    return [(before[(r["set"], r["id"])], r) for r in now if (r["set"], r["id"]) in before]
+
+
 def changes(earlier: list[dict], now: list[dict]) -> list[tuple[dict, str]]:
     """(record now, its earlier verdict) for every question asked in both runs whose verdict differs."""
-    before = {(r["set"], r["id"]): r["verdict"] for r in earlier}
-    return [(r, before[(r["set"], r["id"])]) for r in now
-            if (r["set"], r["id"]) in before and before[(r["set"], r["id"])] != r["verdict"]]
+    return [(r, old) for old, r in in_both(earlier, now) if old != r["verdict"]]
 
 
 #: The outcomes a retrain is judged on: (name, answerable, verdicts that count).
@@ -101,8 +105,7 @@ def paired(earlier: list[dict], now: list[dict]) -> str:
     """For each outcome of ``OUTCOMES``, the questions asked in both runs that have it in one run only,
     and whether the split is more uneven than chance: the sets judge the two models served, question by
     question, not the recipes behind them."""
-    before = {(r["set"], r["id"]): r["verdict"] for r in earlier}
-    both = [(before[(r["set"], r["id"])], r) for r in now if (r["set"], r["id"]) in before]
+    both = in_both(earlier, now)
     lines = ["| outcome | earlier only | now only | McNemar p |", "|---|---|---|---|"]
     for name, answerable, verdicts in OUTCOMES:
         rows = [(old in verdicts, r["verdict"] in verdicts) for old, r in both if r["answerable"] == answerable]

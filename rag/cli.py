@@ -257,12 +257,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
               f"({figures['answerable_called_off_topic']} answerable questions called off topic). "
               "Run 'spacesec build' (or any command) to use it.")
         return 0
+    if args.keep_pair_model and args.pair_models:
+        # The answer model would learn from averaged pair models' scores and be served one draw's.
+        raise ValueError("--keep-pair-model keeps the installed pair model; it does not go with --pair-models.")
     pair = PairTraining(seed=args.seed) if args.pair_model else None
     if pair and args.pair_models:
         pair = replace(pair, models=args.pair_models)
-    if args.keep_pair_model and (not pair or args.pair_models):
-        raise ValueError("--keep-pair-model keeps the installed pair model; it goes with neither "
-                         "--no-pair-model nor --pair-models.")
     report = tune(settings, [Path(p) for p in args.qa or []], config, progress=not args.quiet, pair=pair,
                   keep_pair_model=args.keep_pair_model)
     print(f"Tuned on {report.questions} questions ({report.examples} training examples, "

@@ -216,6 +216,8 @@ def tune(settings: Settings, extra: list[Path] | None = None, config: QueryTrain
     ``keep_pair_model`` keeps the installed model's final pair model instead of training one: a
     pair model is one draw, which moves single answers end to end (docs/ANSWERS.md), so a retrain
     made for something else can leave the one users have."""
+    if keep_pair_model and pair is None:
+        raise ValueError("--keep-pair-model keeps the installed pair model; it does not go with --no-pair-model.")
     started = time.perf_counter()
     config = config or QueryTraining()
     extra = list(extra or [])
